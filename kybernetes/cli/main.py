@@ -1,0 +1,53 @@
+"""`kyb`: one command, one subcommand per component."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+
+def _apiserver(args: argparse.Namespace) -> None:
+    from kybernetes.apiserver.server import Config, serve
+
+    store_url = None
+    if args.etcd_endpoints:
+        store_url = "etcd://" + args.etcd_endpoints.replace("http://", "").replace("https://", "")
+    cfg = Config(data_dir=Path(args.data_dir).resolve(), bind_address=args.bind_address,
+                 secure_port=args.secure_port, store_url=store_url,
+                 advertise=args.advertise_address,
+                 extra_sans=tuple(s for s in (args.tls_san or []) if s))
+    asyncio.run(serve(cfg))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kyb", description="kybernetes: Kubernetes, written in Python")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("apiserver", help="run the API server alone")
+    a.add_argument("--data-dir", default="/var/lib/kybernetes")
+    a.add_argument("--bind-address", default="127.0.0.1")
+    a.add_argument("--secure-port", type=int, default=6443)
+    a.add_argument("--etcd-endpoints", default="",
+                   help="comma-separated host:port list; default: embedded SQLite in the data dir")
+    a.add_argument("--advertise-address", default=None)
+    a.add_argument("--tls-san", action="append", help="extra name or IP for the serving certificate")
+    a.set_defaults(func=_apiserver)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
