@@ -1,0 +1,1 @@
+"""Generated etcd v3 wire messages (see etcd.proto)."""
