@@ -1,0 +1,225 @@
+"""What happens to an object between decoding and the store: defaults, per-kind strategy
+(status handling, generation), validation. Mirrors kube-apiserver's registry strategies."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from kybernetes.api import defaults, errors, names, schemas, validation
+from kybernetes.api.registry import Resource
+
+from .objects import new_uid, now_rfc3339
+
+# Kinds whose metadata.generation tracks spec changes (their strategies set it upstream).
+_GENERATION = {
+    ("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets"),
+    ("apps", "daemonsets"), ("", "replicationcontrollers"), ("batch", "jobs"),
+    ("batch", "cronjobs"), ("autoscaling", "horizontalpodautoscalers"),
+    ("policy", "poddisruptionbudgets"), ("networking.k8s.io", "networkpolicies"),
+    ("networking.k8s.io", "ingresses"), ("apiextensions.k8s.io", "customresourcedefinitions"),
+    ("", "pods"),
+}
+
+# Metadata a client may not set or change.
+_SERVER_OWNED = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+                 "selfLink", "generation")
+
+
+@dataclass(slots=True)
+class Fields:
+    """Field validation outcome: warnings to send, or an error already raised."""
+
+    warnings: list[str]
+
+
+def tracks_generation(r: Resource) -> bool:
+    return (r.group, r.plural) in _GENERATION or r.schema is not None
+
+
+def has_status(r: Resource) -> bool:
+    return "status" in r.subresources
+
+
+def check_type(r: Resource, obj: dict) -> None:
+    """apiVersion/kind in the body must name this resource (empty is filled in)."""
+    api_version = obj.get("apiVersion")
+    kind = obj.get("kind")
+    if kind is not None and kind != r.kind:
+        raise errors.bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API version ({r.api_version})"
+            if api_version and api_version != r.api_version else
+            f'{kind} in version "{r.version}" cannot be handled as a {r.kind}: '
+            f'no kind "{kind}" is registered for version "{r.api_version}"')
+    if api_version is not None and api_version != r.api_version:
+        raise errors.bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API version ({r.api_version})")
+    obj["apiVersion"] = r.api_version
+    obj["kind"] = r.kind
+
+
+def field_check(r: Resource, obj: dict, mode: str) -> list[str]:
+    """Decoding as kube does it: type mismatches → 400; unknown fields: Strict → 400,
+    Warn → warnings, Ignore → nothing."""
+    if mode not in ("Strict", "Warn", "Ignore"):
+        raise errors.bad_request(
+            f'fieldValidation must be one of "Ignore", "Warn", or "Strict", got "{mode}"')
+    if r.schema is not None:
+        return []
+    walked = schemas.check(r.api_version, r.kind, obj)
+    if walked is None:
+        return []
+    if walked.decode_errors:
+        _, message, _ = walked.decode_errors[0]
+        raise errors.bad_request(
+            f'{r.kind} in version "{r.version}" cannot be handled as a {r.kind}: {message}')
+    if mode == "Ignore" or not walked.unknown_fields:
+        return []
+    msgs = [f'unknown field "{f}"' for f in walked.unknown_fields]
+    if mode == "Strict":
+        raise errors.bad_request("strict decoding error: " + ", ".join(msgs))
+    return msgs
+
+
+def apply_defaults(r: Resource, obj: dict) -> None:
+    if r.schema is None:
+        defaults.apply(r.api_version, r.kind, obj)
+
+
+def validate(r: Resource, obj: dict, old: dict | None) -> None:
+    meta = obj["metadata"]
+    if r.schema is not None:
+        causes = _validate_meta(meta)
+    else:
+        causes = validation.validate(r.api_version, r.kind, obj, old=old, strict=False).errors
+    if causes:
+        raise errors.invalid(r.kind, meta.get("name") or meta.get("generateName", ""),
+                             _dedupe(causes), r.group)
+
+
+def _dedupe(causes: list[dict]) -> list[dict]:
+    seen, out = set(), []
+    for c in causes:
+        k = (c.get("field"), c.get("message"))
+        if k not in seen:
+            seen.add(k)
+            out.append(c)
+    return out
+
+
+def _validate_meta(meta: dict) -> list[dict]:
+    """Custom resources: names are DNS subdomains (built-in kinds: validation.validate)."""
+    name = meta.get("name")
+    if not name:
+        return [{"reason": "FieldValueRequired", "field": "metadata.name",
+                 "message": "Required value: name or generateName is required"}]
+    return [{"reason": "FieldValueInvalid", "field": "metadata.name",
+             "message": f'Invalid value: "{name}": {msg}'}
+            for msg in names.name_is_dns_subdomain(name, False)]
+
+
+_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # upstream's: no vowels, no confusable digits
+
+
+def generate_name(prefix: str) -> str:
+    import secrets
+
+    prefix = prefix[: 63 - 5]
+    return prefix + "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
+
+
+def prepare_create(r: Resource, obj: dict, namespace: str | None) -> None:
+    meta = obj.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise errors.bad_request("metadata must be an object")
+    for k in _SERVER_OWNED + ("resourceVersion",):
+        meta.pop(k, None)
+    if r.namespaced:
+        if meta.get("namespace") and namespace and meta["namespace"] != namespace:
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request")
+        meta["namespace"] = namespace or meta.get("namespace")
+    else:
+        meta.pop("namespace", None)
+    if not meta.get("name") and meta.get("generateName"):
+        meta["name"] = generate_name(meta["generateName"])
+    meta["uid"] = new_uid()
+    meta["creationTimestamp"] = now_rfc3339()
+    if tracks_generation(r):
+        meta["generation"] = 1
+    if has_status(r) and r.schema is None:
+        obj.pop("status", None)
+    _KIND_CREATE.get((r.group, r.plural), _noop)(obj)
+
+
+def prepare_update(r: Resource, obj: dict, old: dict, subresource: str | None) -> None:
+    """Carry over what this write may not change; bump generation on spec changes."""
+    meta = obj.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise errors.bad_request("metadata must be an object")
+    old_meta = old["metadata"]
+    for k in _SERVER_OWNED:
+        if k in old_meta:
+            meta[k] = copy.deepcopy(old_meta[k])
+        else:
+            meta.pop(k, None)
+    meta["name"], meta["namespace"] = old_meta["name"], old_meta.get("namespace")
+    if not r.namespaced:
+        meta.pop("namespace", None)
+    if subresource == "status":
+        # Status writes change status only (metav1.ResetObjectMetaForStatus keeps the rest).
+        new_status = obj.get("status")
+        obj.clear()
+        obj.update(copy.deepcopy(old))
+        if new_status is None:
+            obj.pop("status", None)
+        else:
+            obj["status"] = new_status
+        return
+    if has_status(r):
+        if "status" in old:
+            obj["status"] = copy.deepcopy(old["status"])
+        else:
+            obj.pop("status", None)
+    if tracks_generation(r) and _spec(obj) != _spec(old):
+        meta["generation"] = old_meta.get("generation", 0) + 1
+    _KIND_UPDATE.get((r.group, r.plural), _noop2)(obj, old)
+
+
+def _spec(obj: dict):
+    # Everything but metadata and status counts as spec (ConfigMap data, RBAC rules, ...).
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def _noop(obj: dict) -> None:
+    pass
+
+
+def _noop2(obj: dict, old: dict) -> None:
+    pass
+
+
+def _pod_create(obj: dict) -> None:
+    obj["status"] = {"phase": "Pending", "qosClass": defaults.qos_class(obj)}
+
+
+def _job_create(obj: dict) -> None:
+    defaults.generate_job_selector(obj)
+
+
+def _namespace_create(obj: dict) -> None:
+    obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+    obj["status"] = {"phase": "Active"}
+    obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+
+
+def _namespace_update(obj: dict, old: dict) -> None:
+    obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+    # spec.finalizers change only through /finalize
+    if "spec" in old:
+        obj["spec"] = copy.deepcopy(old["spec"])
+
+
+_KIND_CREATE = {("", "pods"): _pod_create, ("", "namespaces"): _namespace_create,
+                ("batch", "jobs"): _job_create}
+_KIND_UPDATE = {("", "namespaces"): _namespace_update}

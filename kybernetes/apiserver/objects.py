@@ -1,0 +1,137 @@
+"""Objects over the key-value store: encode, create, read, guaranteed update, delete.
+
+resourceVersion is the store's mod_revision; it is not kept inside the stored bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Awaitable, Callable
+
+import orjson
+
+from kybernetes.api import errors
+from kybernetes.api.registry import Resource
+from kybernetes.store import (ConflictError, KeyExistsError, KeyNotFoundError, Store,
+                              ValueTooLargeError)
+
+from .watchcache import WatchCache, decode
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def encode(obj: dict) -> bytes:
+    meta = obj.get("metadata") or {}
+    if "resourceVersion" in meta:
+        meta = dict(meta)
+        del meta["resourceVersion"]
+        obj = dict(obj, metadata=meta)
+    return orjson.dumps(obj)
+
+
+def _too_large(r: Resource, name: str) -> errors.ApiError:
+    return errors.ApiError(413, "RequestEntityTooLarge",
+                           f"{r.plural} \"{name}\": request is too large", name=name)
+
+
+class Objects:
+    def __init__(self, store: Store, cache: WatchCache):
+        self.store = store
+        self.cache = cache
+
+    async def create(self, r: Resource, obj: dict, *, dry_run: bool = False) -> dict:
+        meta = obj["metadata"]
+        key = r.key(meta.get("namespace"), meta["name"])
+        if dry_run:
+            if await self.store.get(key) is not None:
+                raise errors.already_exists(r.plural, meta["name"], r.group)
+            return obj
+        try:
+            kv = await self.store.create(key, encode(obj))
+        except KeyExistsError:
+            raise errors.already_exists(r.plural, meta["name"], r.group) from None
+        except ValueTooLargeError:
+            raise _too_large(r, meta["name"]) from None
+        return decode(kv.value, kv.mod_revision)
+
+    async def get(self, r: Resource, namespace: str | None, name: str) -> dict:
+        """A consistent read (sees every acknowledged write)."""
+        await self.cache.sync()
+        obj = self.cache.get(r.key(namespace, name))
+        if obj is None:
+            raise errors.not_found(r.plural, name, r.group)
+        return obj
+
+    async def get_from_store(self, r: Resource, namespace: str | None, name: str,
+                             revision: int = 0) -> dict | None:
+        kv = await self.store.get(r.key(namespace, name), revision=revision)
+        return decode(kv.value, kv.mod_revision) if kv else None
+
+    async def update(
+        self,
+        r: Resource,
+        namespace: str | None,
+        name: str,
+        mutate: Callable[[dict], Awaitable[dict | None]],
+        *,
+        dry_run: bool = False,
+        retries: int = 20,
+    ) -> tuple[dict, dict]:
+        """Read-modify-write until the CAS holds: returns (old, new).
+
+        `mutate(current)` returns the new object, or None to leave it unchanged; it may raise
+        ApiError (a precondition such as a stale resourceVersion is its job). A new object whose
+        deletionTimestamp is set and finalizers are empty is deleted instead.
+        """
+        key = r.key(namespace, name)
+        for _ in range(retries):
+            kv = await self.store.get(key)
+            if kv is None:
+                raise errors.not_found(r.plural, name, r.group)
+            current = decode(kv.value, kv.mod_revision)
+            new = await mutate(_copy(current))
+            if new is None or _same(new, current):
+                return current, current
+            finalized = (new["metadata"].get("deletionTimestamp")
+                         and not new["metadata"].get("finalizers"))
+            if dry_run:
+                return current, new
+            try:
+                if finalized:
+                    await self.store.delete(key, expected_mod_revision=kv.mod_revision)
+                    new["metadata"]["resourceVersion"] = str(await self.store.current_revision())
+                    return current, new
+                out = await self.store.update(key, encode(new),
+                                              expected_mod_revision=kv.mod_revision)
+                return current, decode(out.value, out.mod_revision)
+            except (ConflictError, KeyNotFoundError):
+                continue
+            except ValueTooLargeError:
+                raise _too_large(r, name) from None
+        raise errors.conflict(r.plural, name, r.group, "too many concurrent updates; try again")
+
+    async def delete(self, r: Resource, namespace: str | None, name: str, *,
+                     expected_mod_revision: int | None = None) -> dict:
+        try:
+            kv = await self.store.delete(r.key(namespace, name),
+                                         expected_mod_revision=expected_mod_revision)
+        except KeyNotFoundError:
+            raise errors.not_found(r.plural, name, r.group) from None
+        except ConflictError:
+            raise errors.conflict(r.plural, name, r.group) from None
+        return decode(kv.value, kv.mod_revision)
+
+
+def _copy(obj: dict) -> dict:
+    return orjson.loads(orjson.dumps(obj))
+
+
+def _same(a: dict, b: dict) -> bool:
+    return encode(a) == encode(b)
+
+
+def new_uid() -> str:
+    return str(uuid.uuid4())

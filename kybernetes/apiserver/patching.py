@@ -1,0 +1,151 @@
+"""PATCH bodies (json, merge, strategic, apply) and managedFields bookkeeping."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+
+import orjson
+from aiohttp import web
+
+from kybernetes.api import errors, patch as patchlib, schemas
+from kybernetes.api.strategic import strategic_merge
+from kybernetes.api.registry import Resource
+
+from .request import (APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, _json, _yaml,
+                      bool_param, dry_run, require_object, MAX_BODY)
+
+APPLY = APPLY_PATCH
+
+
+def decode_patch(raw: bytes, ctype: str):
+    if len(raw) > MAX_BODY:
+        raise errors.too_large()
+    if ctype not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH):
+        raise errors.unsupported_media_type(ctype)
+    value = _json(raw)
+    if ctype == JSON_PATCH:
+        if not isinstance(value, list):
+            raise errors.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+    else:
+        require_object(value, "the patch")
+    return value
+
+
+def schema_ref(r: Resource) -> str | dict | None:
+    """What the patch and apply machinery reads merge keys from: a definition name for built-in
+    kinds, the CRD's own schema for custom resources."""
+    if r.schema is not None:
+        return r.schema
+    return schemas.definition_for(r.api_version, r.kind)
+
+
+def _ignored(r: Resource, subresource: str | None) -> tuple[str, ...]:
+    """Main-resource writes never own status when status is its own subresource."""
+    return ("status",) if not subresource and "status" in r.subresources else ()
+
+
+def apply_patch(r: Resource, current: dict, patch, ctype: str) -> dict:
+    try:
+        if ctype == JSON_PATCH:
+            out = patchlib.json_patch(current, patch)
+        elif ctype == MERGE_PATCH or (ctype == STRATEGIC_PATCH and r.schema is not None):
+            if ctype == STRATEGIC_PATCH:
+                raise errors.ApiError(415, "UnsupportedMediaType",
+                                      "strategic merge patch is not supported for custom resources; use a merge patch or a JSON patch")
+            out = patchlib.merge_patch(current, patch)
+        else:
+            ref = schema_ref(r)
+            out = strategic_merge(current, patch, ref) if isinstance(ref, str) else patchlib.merge_patch(current, patch)
+    except patchlib.PatchError as e:
+        code = 422 if ctype == JSON_PATCH and "test" in str(e) else 400
+        if code == 422:
+            raise errors.ApiError(422, "Invalid", str(e)) from None
+        raise errors.bad_request(str(e)) from None
+    if not isinstance(out, dict):
+        raise errors.bad_request("the patch did not produce an object")
+    return out
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def manager_name(request: web.Request) -> str:
+    """?fieldManager, else the user agent's program name, as kube-apiserver does."""
+    from kybernetes.api.apply import manager_from_user_agent
+
+    fm = request.query.get("fieldManager")
+    if fm:
+        if len(fm) > 128:
+            raise errors.bad_request("fieldManager: Too long: may not be more than 128 bytes")
+        return fm
+    return manager_from_user_agent(request.headers.get("User-Agent", ""))
+
+
+def track_update(r: Resource, old: dict | None, new: dict, request: web.Request,
+                 subresource: str | None = None) -> None:
+    """Record an Update by this request's field manager in managedFields."""
+    from kybernetes.api import apply as applylib
+
+    applylib.update_managed_fields(old, new, manager_name(request), schema_ref(r),
+                                   api_version=r.api_version, now=_now(),
+                                   subresource=subresource or "",
+                                   ignore=_ignored(r, subresource))
+
+
+async def server_side_apply(rest, request: web.Request, r: Resource, ns: str | None, name: str,
+                            raw: bytes, accept) -> web.Response:
+    from kybernetes.api import apply as applylib
+
+    from . import admission
+
+    q = request.query
+    if "fieldManager" not in q:
+        raise errors.bad_request("PATCH requests of type apply must set fieldManager")
+    manager = manager_name(request)
+    force = bool_param(q, "force")
+    applied = require_object(_yaml(raw) if raw.lstrip()[:1] != b"{" else _json(raw), "the apply patch")
+    admission.check_type(r, applied)
+    meta = applied.get("metadata") or {}
+    if meta.get("name") and meta["name"] != name:
+        raise errors.bad_request(
+            f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+    warnings = admission.field_check(r, applied, q.get("fieldValidation", "Strict"))
+    ref = schema_ref(r)
+
+    def run(live: dict | None) -> dict:
+        try:
+            return applylib.apply(live, copy.deepcopy(applied), manager, ref, force=force,
+                                  api_version=r.api_version, now=_now(),
+                                  ignore=_ignored(r, None))
+        except applylib.ApplyConflict as e:
+            raise errors.ApiError(409, "Conflict", e.message, causes=e.causes) from None
+        except applylib.ApplyInvalid as e:
+            raise errors.bad_request(str(e)) from None
+
+    existing = await rest.objects.get_from_store(r, ns, name)
+    if existing is None:
+        obj = run(None)
+        obj.setdefault("metadata", {})["name"] = name
+        if r.namespaced:
+            await rest._namespace_open(ns)
+        admission.apply_defaults(r, obj)
+        admission.prepare_create(r, obj, ns)
+        admission.validate(r, obj, None)
+        out = await rest.objects.create(r, obj, dry_run=dry_run(q))
+        return rest.output(r, out, accept, 201, warnings)
+
+    async def mutate(current: dict) -> dict:
+        new = run(current)
+        admission.apply_defaults(r, new)
+        admission.prepare_update(r, new, current, None)
+        admission.validate(r, new, current)
+        return new
+
+    _, out = await rest.objects.update(r, ns, name, mutate, dry_run=dry_run(q))
+    return rest.output(r, out, accept, 200, warnings)
+
+
+def to_json(obj) -> bytes:
+    return orjson.dumps(obj)

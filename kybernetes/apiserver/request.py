@@ -1,0 +1,175 @@
+"""Reading requests: which resource a path names, request bodies, and which format to answer in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+import yaml
+
+from kybernetes.api import errors
+
+MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's default max request body size
+
+JSON = "application/json"
+YAML = "application/yaml"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+APPLY_PATCH_CBOR = "application/apply-patch+cbor"
+PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH)
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    group: str
+    version: str
+    plural: str
+    namespace: str | None = None
+    name: str | None = None
+    subresource: str | None = None
+    watch_path: bool = False  # the deprecated /watch/ path prefix
+
+
+def parse_path(path: str) -> RequestInfo | None:
+    """/api/v1/namespaces/ns/pods/name/log → RequestInfo; None for non-resource paths."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[0] == "api":
+        group, version, rest = "", parts[1], parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    if not rest:
+        return None
+    watch = False
+    if rest[0] == "watch":
+        watch, rest = True, rest[1:]
+        if not rest:
+            return None
+    if rest[0] == "namespaces" and len(rest) >= 3 and not (
+        len(rest) == 3 and rest[2] in ("status", "finalize")
+    ):
+        ns = rest[1]
+        rest = rest[2:]
+    elif rest[0] == "namespaces" and len(rest) >= 2:
+        # the namespace object itself: namespaces/NAME[/status|finalize]
+        return RequestInfo(group, version, "namespaces", None, rest[1],
+                           rest[2] if len(rest) > 2 else None, watch)
+    else:
+        ns = None
+    if len(rest) > 3 and rest[2] != "proxy":  # proxy paths carry a suffix for the target
+        return None
+    return RequestInfo(group, version, rest[0], ns,
+                       rest[1] if len(rest) > 1 else None,
+                       rest[2] if len(rest) > 2 else None, watch)
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def decode_body(body: bytes, content_type: str | None) -> dict:
+    """JSON, YAML or Kubernetes protobuf → a dict. Bad input → 400/415 Status."""
+    if len(body) > MAX_BODY:
+        raise errors.too_large()
+    mt = media_type(content_type)
+    if mt == PROTOBUF:
+        from kybernetes.api import protobuf
+
+        try:
+            return protobuf.decode(body, omit_empty=True)
+        except ValueError as e:
+            raise errors.bad_request(f"the object provided is unrecognized: {e}") from None
+    if mt in ("", JSON, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH):
+        return _json(body)
+    if mt in (YAML, APPLY_PATCH, "application/x-yaml", "text/yaml"):
+        return _yaml(body)
+    raise errors.unsupported_media_type(mt)
+
+
+def _json(body: bytes):
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise errors.bad_request(f"error decoding JSON: {e}") from None
+    return value
+
+
+def _yaml(body: bytes):
+    try:
+        value = yaml.safe_load(body)
+    except yaml.YAMLError as e:
+        raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
+    # YAML may produce non-JSON values (dates, sets): normalize through JSON.
+    try:
+        return orjson.loads(orjson.dumps(value, default=str))
+    except (TypeError, orjson.JSONEncodeError) as e:
+        raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
+
+
+def require_object(value, what: str = "the request body") -> dict:
+    if not isinstance(value, dict):
+        raise errors.bad_request(
+            f"{what} must be a JSON object; got {type(value).__name__}")
+    return value
+
+
+@dataclass(slots=True)
+class Accept:
+    """What the client wants back."""
+
+    table: bool = False
+    partial_metadata: bool = False
+    include_object: str = "Metadata"  # for Tables: None | Metadata | Object
+
+
+def parse_accept(header: str | None) -> Accept:
+    """Take the first media range we can serve, as kube-apiserver negotiates."""
+    if not header:
+        return Accept()
+    for part in header.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        mt = fields[0].lower()
+        params = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+        if mt not in (JSON, "*/*", "application/*", YAML, PROTOBUF):
+            continue
+        if mt == PROTOBUF:
+            # We answer JSON; kubectl always lists JSON as an alternative.
+            continue
+        as_ = params.get("as")
+        if as_ == "Table":
+            return Accept(table=True)
+        if as_ in ("PartialObjectMetadata", "PartialObjectMetadataList"):
+            return Accept(partial_metadata=True)
+        if as_:
+            continue
+        return Accept()
+    if PROTOBUF in header:
+        raise errors.not_acceptable(
+            "only the following media types are accepted: application/json, application/yaml")
+    return Accept()
+
+
+def bool_param(query, name: str) -> bool:
+    return query.get(name, "").lower() in ("true", "1")
+
+
+def int_param(query, name: str) -> int | None:
+    raw = query.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise errors.bad_request(f'invalid value for {name}: "{raw}"') from None
+
+
+def dry_run(query) -> bool:
+    values = query.getall("dryRun", [])
+    for v in values:
+        if v != "All":
+            raise errors.bad_request(f'unsupported dry run option "{v}" (only "All")')
+    return bool(values)

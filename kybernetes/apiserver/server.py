@@ -1,0 +1,402 @@
+"""The API server process: TLS, authentication, routing, bootstrap objects, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from kybernetes.api import errors
+from kybernetes.api.registry import Registry
+from kybernetes.store import Store, open_store
+
+from . import certs, discovery, kinds
+from .authn import PUBLIC_PATHS, Authenticator, TokenFile, User
+from .objects import Objects
+from .satokens import TokenSigner
+from .request import parse_path
+from .rest import Rest, json_response
+from .subresources import Subresources
+from .watchcache import WatchCache
+
+log = logging.getLogger("kyb.apiserver")
+
+USER = web.RequestKey("user", User)
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+_REVIEWS = {"selfsubjectaccessreviews", "subjectaccessreviews", "localsubjectaccessreviews",
+            "selfsubjectrulesreviews", "selfsubjectreviews", "tokenreviews"}
+_STREAMING = {"log", "exec", "attach", "portforward", "proxy"}
+
+
+@dataclass
+class Config:
+    data_dir: Path
+    bind_address: str = "127.0.0.1"
+    secure_port: int = 6443
+    store_url: str | None = None  # default: sqlite in data_dir
+    advertise: str | None = None  # the address written into kubeconfigs
+    extra_sans: tuple[str, ...] = ()
+    history_seconds: int = 300
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self):
+        self.requests = Counter("apiserver_request", "Requests by verb, resource and code",
+                                ["verb", "resource", "code"], registry=self.registry)
+        self.latency = Histogram("apiserver_request_duration_seconds", "Request latency",
+                                 ["verb"], registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+
+def authorize(user: User, attrs: dict) -> tuple[bool, str]:
+    """Every authenticated user may do everything until RBAC plugs in here."""
+    return True, ""
+
+
+class ApiServer:
+    def __init__(self, config: Config):
+        self.config = config
+        self.registry = Registry()
+        self.store: Store | None = None
+        self.cache: WatchCache | None = None
+        self.metrics = Metrics()
+        self.runner: web.AppRunner | None = None
+        self.ready = False
+        self.port = config.secure_port
+
+    # ---- lifecycle ----
+
+    async def start(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        url = cfg.store_url or f"sqlite:///{cfg.data_dir / 'state.db'}"
+        self.store = await open_store(url, history_seconds=cfg.history_seconds) \
+            if url.startswith("sqlite") else await open_store(url)
+        self.cache = WatchCache(self.store)
+        self.cache.on_event.append(self._on_event)
+        await self.cache.start()
+        for key, obj in list(self.cache.objects.items()):
+            if key.startswith("/registry/apiextensions.k8s.io/customresourcedefinitions/"):
+                kinds.sync_crds(self.registry, "ADDED", obj, None)
+        self.objects = Objects(self.store, self.cache)
+        self.rest = Rest(self.registry, self.objects, self.cache)
+        self.rest.kind_hooks = {
+            ("", "services"): kinds.ServiceHooks(self.store),
+            ("apiextensions.k8s.io", "customresourcedefinitions"): kinds.CrdHooks(self.registry, self.rest),
+        }
+        self.subs = Subresources(self.rest)
+        self._setup_auth()
+        from .proxy import NodeProxy
+
+        nodes_r = self.registry.get("", "v1", "nodes")
+        self.node_proxy = NodeProxy(self.ca, lambda n: self.objects.get(nodes_r, None, n))
+        await self._bootstrap()
+        app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[self._middleware])
+        app.router.add_route("*", "/{tail:.*}", self._route)
+        self.runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, cfg.bind_address, cfg.secure_port,
+                           ssl_context=self._ssl_context(), reuse_address=True)
+        await site.start()
+        if cfg.secure_port == 0:
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._write_kubeconfig()
+        self.ready = True
+        log.info("serving on https://%s:%d", cfg.bind_address, self.port)
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self.runner:
+            await self.runner.cleanup()
+        if getattr(self, "node_proxy", None):
+            await self.node_proxy.close()
+        if self.cache:
+            await self.cache.stop()
+        if self.store:
+            await self.store.close()
+
+    def _on_event(self, ev) -> None:
+        if ev.key.startswith("/registry/apiextensions.k8s.io/customresourcedefinitions/"):
+            kinds.sync_crds(self.registry, ev.type, ev.obj, ev.prev)
+
+    # ---- security ----
+
+    def _setup_auth(self) -> None:
+        tls = self.config.data_dir / "tls"
+        self.ca = certs.CertificateAuthority(tls)
+        self.serving = certs.serving_cert(self.ca, self.config.extra_sans +
+                                          ((self.config.advertise,) if self.config.advertise else ()))
+        self.admin = self.ca.ensure("admin", "kubernetes-admin",
+                                    organizations=("system:masters",), client=True)
+        self.tokens = TokenFile(self.config.data_dir / "tokens.csv")
+        node_token = self.config.data_dir / "node-token"
+        if not node_token.exists():
+            token = certs.new_token()
+            node_token.write_text(token + "\n")
+            node_token.chmod(0o600)
+            self.tokens.add(token, User("kyb:node-join", ("system:bootstrappers", "system:nodes")))
+        self.signer = TokenSigner(self.config.data_dir / "tls" / "sa.key")
+        self.authn = Authenticator(self.tokens, self._service_account_user)
+        self.rest.token_lookup = self._token_user
+        self.subs.signer = self.signer
+
+    def _service_account_user(self, token: str) -> User | None:
+        """A ServiceAccount JWT is valid while its signature, expiry and account all hold."""
+        claims = self.signer.verify(token)
+        if not claims:
+            return None
+        info = claims.get("kubernetes.io") or {}
+        ns, sa = info.get("namespace", ""), (info.get("serviceaccount") or {})
+        sa_r = self.registry.get("", "v1", "serviceaccounts")
+        live = self.cache.get(sa_r.key(ns, sa.get("name", "")))
+        if live is None or live["metadata"].get("uid") != sa.get("uid"):
+            return None
+        return User(f"system:serviceaccount:{ns}:{sa['name']}",
+                    ("system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"),
+                    sa.get("uid", ""))
+
+    def _token_user(self, token: str) -> User | None:
+        user = self.tokens.tokens.get(token)
+        return user or (self._service_account_user(token) if token.count(".") == 2 else None)
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*map(str, self.serving))
+        ctx.load_verify_locations(cafile=str(self.ca.cert_path))
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
+
+    def _write_kubeconfig(self) -> None:
+        host = self.config.advertise or self.config.bind_address
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        server = f"https://{host}:{self.port}"
+        certs.write_kubeconfig(self.config.data_dir / "kubeconfig.yaml", server=server,
+                               ca_pem=self.ca.pem, user="admin", cert_path=self.admin[0],
+                               key_path=self.admin[1])
+
+    # ---- bootstrap ----
+
+    async def _bootstrap(self) -> None:
+        """The namespaces and the `kubernetes` Service every cluster has."""
+        from . import admission
+
+        ns_r = self.registry.get("", "v1", "namespaces")
+        for name in DEFAULT_NAMESPACES:
+            if self.cache.get(ns_r.key(None, name)) is None:
+                obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+                admission.prepare_create(ns_r, obj, None)
+                try:
+                    await self.objects.create(ns_r, obj)
+                except errors.ApiError as e:
+                    if e.code != 409:
+                        raise
+        svc_r = self.registry.get("", "v1", "services")
+        if self.cache.get(svc_r.key("default", "kubernetes")) is None:
+            svc = {"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "kubernetes", "namespace": "default",
+                                "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                   "spec": {"type": "ClusterIP", "clusterIP": "10.43.0.1",
+                            "sessionAffinity": "None",
+                            "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                       "targetPort": self.port or 6443}]}}
+            admission.apply_defaults(svc_r, svc)
+            admission.prepare_create(svc_r, svc, "default")
+            try:
+                await self.rest.kind_hooks[("", "services")].before_create(svc)
+                await self.objects.create(svc_r, svc)
+            except errors.ApiError as e:
+                if e.code not in (409, 422):
+                    raise
+
+    # ---- HTTP ----
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler):
+        start = time.perf_counter()
+        code = 500
+        try:
+            path = request.path
+            if not any(path == p or path.startswith(p + "/") for p in PUBLIC_PATHS):
+                user = self.authn.authenticate(request)
+                if user is None:
+                    raise errors.unauthorized()
+                request[USER] = user
+            resp = await handler(request)
+            code = resp.status
+            return resp
+        except errors.ApiError as e:
+            code = e.code
+            return json_response(e.status(), e.code)
+        except web.HTTPException:
+            raise
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as e:  # a bug: say so as a Status, keep serving
+            log.exception("internal error on %s %s", request.method, request.path)
+            code = 500
+            return json_response(errors.internal(str(e)).status(), 500)
+        finally:
+            self.metrics.requests.labels(request.method, _metric_resource(request.path), str(code)).inc()
+            self.metrics.latency.labels(request.method).observe(time.perf_counter() - start)
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            if path.startswith("/readyz") and not self.ready:
+                return web.Response(status=500, text="[-]ready failed\nreadyz check failed")
+            return web.Response(text="ok")
+        if path == "/version":
+            return json_response(discovery.KUBE_VERSION)
+        if path == "/metrics":
+            return web.Response(body=generate_latest(self.metrics.registry),
+                                content_type="text/plain")
+        if path in ("/api", "/apis"):
+            return self._discovery_root(request, path == "/api")
+        if path.startswith("/openapi/"):
+            return self._openapi(request, path)
+        info = parse_path(path)
+        if info is None:
+            return self._discovery_doc(path)
+        return await self._resource(request, info)
+
+    def _discovery_root(self, request: web.Request, core: bool) -> web.Response:
+        version = discovery.wants_aggregated(request.headers.get("Accept"))
+        if version:
+            body = discovery.aggregated(self.registry, core, version)
+            return web.Response(body=body, headers={
+                "Content-Type": discovery.aggregated_content_type(version),
+                "Vary": "Accept"})
+        if core:
+            addr = f"{self.config.advertise or self.config.bind_address}:{self.port}"
+            return json_response(discovery.api_versions(addr))
+        return json_response(discovery.api_group_list(self.registry))
+
+    def _discovery_doc(self, path: str) -> web.Response:
+        parts = [p for p in path.split("/") if p]
+        doc = None
+        if len(parts) == 2 and parts[0] == "api":
+            doc = discovery.resource_list(self.registry, "", parts[1])
+        elif len(parts) == 2 and parts[0] == "apis":
+            doc = discovery.api_group(self.registry, parts[1])
+        elif len(parts) == 3 and parts[0] == "apis":
+            doc = discovery.resource_list(self.registry, parts[1], parts[2])
+        if doc is None:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        return json_response(doc)
+
+    def _openapi(self, request: web.Request, path: str) -> web.Response:
+        from kybernetes.api.openapi import OpenAPI
+
+        if not hasattr(self, "_openapi_docs"):
+            self._openapi_docs = OpenAPI(self.registry)
+        docs = self._openapi_docs
+        if path == "/openapi/v3":
+            return json_response(docs.v3_root())
+        if path.startswith("/openapi/v3/"):
+            body = docs.v3_group_version(path[len("/openapi/v3/"):])
+            if body is not None:
+                return web.Response(body=body, content_type="application/json",
+                                    headers={"Cache-Control": "public, immutable" if request.query.get("hash") else "no-cache"})
+        if path == "/openapi/v2":
+            # kubectl 1.27/1.28 ask for the protobuf form only; later tools take JSON.
+            if "protobuf" in request.headers.get("Accept", ""):
+                from kybernetes.api.openapi import V2_PROTOBUF
+
+                return web.Response(body=docs.v2_protobuf(), headers={"Content-Type": V2_PROTOBUF})
+            return web.Response(body=docs.v2(), content_type="application/json")
+        raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+
+    async def _resource(self, request: web.Request, info) -> web.StreamResponse:
+        r = self.registry.get(info.group, info.version, info.plural)
+        if r is None:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        ns, name, sub, method = info.namespace, info.name, info.subresource, request.method
+        if (ns is not None) != r.namespaced and not (ns is None and name is None):
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        if ns is not None and not r.namespaced:
+            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        rest = self.rest
+        if r.plural in _REVIEWS and not r.group.startswith("apps"):
+            if method != "POST" or name:
+                raise errors.method_not_allowed()
+            return await self.subs.review(request, r, request[USER], authorize)
+        if r.plural == "bindings" and not r.group:
+            if method != "POST":
+                raise errors.method_not_allowed()
+            return await self.subs.binding(request, ns, None)
+        if info.watch_path:
+            if method != "GET":
+                raise errors.method_not_allowed()
+            return await rest.watch(request, r, ns, name)
+        if sub:
+            if sub not in r.subresources:
+                raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            if sub in _STREAMING:
+                obj_name = name
+                if sub == "proxy" and ":" in name:  # [scheme:]name[:port]
+                    parts = name.split(":")
+                    obj_name = parts[1] if len(parts) == 3 else parts[0]
+                obj = await self.objects.get(r, ns, obj_name)
+                return await self.node_proxy.handle(request, obj, sub)
+            if sub == "binding" and method == "POST":
+                return await self.subs.binding(request, ns, name)
+            if sub == "eviction" and method == "POST":
+                return await self.subs.eviction(request, ns, name)
+            if sub == "token" and method == "POST":
+                return await self.subs.token(request, r, ns, name)
+            if method == "GET":
+                return await self.subs.get(request, r, ns, name, sub)
+            if method in ("PUT", "PATCH"):
+                return await self.subs.write(request, r, ns, name, sub, method)
+            raise errors.method_not_allowed()
+        if name is None:
+            if method == "GET":
+                return await rest.list(request, r, ns)
+            if method == "POST":
+                if r.namespaced and ns is None:
+                    raise errors.method_not_allowed()
+                return await rest.create(request, r, ns)
+            if method == "DELETE":
+                return await rest.delete_collection(request, r, ns)
+            raise errors.method_not_allowed()
+        if method == "GET":
+            if request.query.get("watch") in ("true", "1"):
+                return await rest.watch(request, r, ns, name)
+            return await rest.get(request, r, ns, name)
+        if method == "PUT":
+            return await rest.update(request, r, ns, name)
+        if method == "PATCH":
+            return await rest.patch(request, r, ns, name)
+        if method == "DELETE":
+            return await rest.delete(request, r, ns, name)
+        raise errors.method_not_allowed()
+
+
+def _metric_resource(path: str) -> str:
+    info = parse_path(path)
+    return info.plural if info else "-"
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGTERM/SIGINT."""
+    server = ApiServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"kyb apiserver: serving on https://{config.bind_address}:{server.port}; "
+          f"kubeconfig: {config.data_dir / 'kubeconfig.yaml'}", flush=True)
+    await stop.wait()
+    await server.stop()

@@ -1,0 +1,224 @@
+"""The watch cache: every object in memory, fed by one store watch.
+
+Lists and watches are served from here, so N watchers cost one store watch. Each event is decoded
+once and its encodings (JSON, Table rows) are cached on the event, not made once per watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import orjson
+
+from kybernetes.store import CompactedError, Store
+
+log = logging.getLogger(__name__)
+
+ROOT = "/registry/"
+
+
+def decode(value: bytes, mod_revision: int) -> dict:
+    obj = orjson.loads(value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(mod_revision)
+    return obj
+
+
+@dataclass(slots=True)
+class CachedEvent:
+    type: str  # ADDED, MODIFIED, DELETED
+    key: str
+    revision: int
+    obj: dict  # for DELETED: the last state, with resourceVersion = the delete's revision
+    prev: dict | None
+    encoded: dict[Any, bytes] = field(default_factory=dict)  # per output format
+
+
+def _from_store(ev) -> CachedEvent:
+    rev = ev.kv.mod_revision
+    prev = decode(ev.prev_kv.value, ev.prev_kv.mod_revision) if ev.prev_kv else None
+    if ev.type == "PUT":
+        return CachedEvent("MODIFIED" if prev else "ADDED", ev.kv.key, rev,
+                           decode(ev.kv.value, rev), prev)
+    last = dict(prev or {"metadata": {}})
+    last["metadata"] = dict(last.get("metadata") or {}, resourceVersion=str(rev))
+    return CachedEvent("DELETED", ev.kv.key, rev, last, prev)
+
+
+class Watcher:
+    """One client's stream. `queue` yields CachedEvents; None means the stream ended."""
+
+    def __init__(self, prefix: str, capacity: int = 10_000):
+        self.prefix = prefix
+        self.queue: asyncio.Queue[CachedEvent | None] = asyncio.Queue()
+        self.capacity = capacity
+        self.overflowed = False
+
+    def offer(self, ev: CachedEvent) -> None:
+        if self.overflowed:
+            return
+        if self.queue.qsize() >= self.capacity:
+            # A watcher this far behind would hold memory forever: end it; the client re-lists.
+            self.overflowed = True
+            self.queue.put_nowait(None)
+            return
+        self.queue.put_nowait(ev)
+
+
+class WatchCache:
+    def __init__(self, store: Store, *, history: int = 50_000):
+        self.store = store
+        self.objects: dict[str, dict] = {}
+        self.revision = 0
+        self.history: deque[CachedEvent] = deque(maxlen=history)
+        self.watchers: set[Watcher] = set()
+        self._task: asyncio.Task | None = None
+        self._advanced = asyncio.Event()  # replaced after each set: waiters re-check revision
+        self.ready = asyncio.Event()
+        self.on_event: list[Callable[[CachedEvent], None]] = []
+
+    async def start(self) -> None:
+        await self._load()
+        self._task = asyncio.create_task(self._run(), name="watchcache")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for w in list(self.watchers):
+            w.queue.put_nowait(None)
+
+    async def _load(self) -> None:
+        objects: dict[str, dict] = {}
+        start_after = None
+        revision = 0
+        while True:
+            res = await self.store.range(ROOT, limit=2000, start_after=start_after,
+                                         revision=revision)
+            revision = res.revision
+            for kv in res.kvs:
+                objects[kv.key] = decode(kv.value, kv.mod_revision)
+            if not res.more or not res.kvs:
+                break
+            start_after = res.kvs[-1].key
+        self.objects = objects
+        self.revision = revision
+        self.history.clear()
+        self.ready.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async for ev in self.store.watch(ROOT, self.revision + 1):
+                    self._apply(ev)
+            except asyncio.CancelledError:
+                raise
+            except CompactedError:
+                log.warning("watch cache fell behind compaction; reloading")
+                await self._relist()
+            except Exception:
+                log.exception("store watch failed; retrying")
+                await asyncio.sleep(0.5)
+
+    async def _relist(self) -> None:
+        # Watchers cannot be told what they missed: end them so their clients re-list.
+        for w in list(self.watchers):
+            w.queue.put_nowait(None)
+        self.watchers.clear()
+        await self._load()
+
+    def _apply(self, ev) -> None:
+        key = ev.kv.key
+        rev = ev.kv.mod_revision
+        prev = self.objects.get(key)
+        if ev.type == "PUT":
+            obj = decode(ev.kv.value, rev)
+            self.objects[key] = obj
+            ce = CachedEvent("MODIFIED" if prev is not None else "ADDED", key, rev, obj, prev)
+        else:
+            if prev is None:
+                self.revision = rev
+                return
+            del self.objects[key]
+            last = dict(prev)
+            last["metadata"] = dict(prev["metadata"], resourceVersion=str(rev))
+            ce = CachedEvent("DELETED", key, rev, last, prev)
+        self.revision = rev
+        self.history.append(ce)
+        for w in self.watchers:
+            if key.startswith(w.prefix):
+                w.offer(ce)
+        for cb in self.on_event:
+            cb(ce)
+        self._advanced.set()
+        self._advanced = asyncio.Event()
+
+    async def wait_for(self, revision: int, timeout: float = 5.0) -> bool:
+        """Wait until the cache has seen `revision`. False on timeout."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.revision < revision:
+                    await self._advanced.wait()
+            return True
+        except TimeoutError:
+            return False
+
+    async def sync(self) -> None:
+        """Read-your-writes: wait until everything committed so far is in the cache."""
+        current = await self.store.current_revision()
+        await self.wait_for(current)
+
+    def list(self, prefix: str) -> tuple[list[tuple[str, dict]], int]:
+        items = [(k, o) for k, o in self.objects.items() if k.startswith(prefix)]
+        items.sort(key=lambda kv: kv[0])
+        return items, self.revision
+
+    def get(self, key: str) -> dict | None:
+        return self.objects.get(key)
+
+    def oldest_revision(self) -> int:
+        """The oldest revision a watch can start after without missing events."""
+        if self.history:
+            return self.history[0].revision - 1
+        return self.revision
+
+    def watch(self, prefix: str, after_revision: int | None) -> tuple[Watcher, list[CachedEvent]]:
+        """Register a watcher. after_revision None: initial ADDED events for the current state.
+        Otherwise events with revision > after_revision (410 when they are gone)."""
+        w = Watcher(prefix)
+        if after_revision is None:
+            initial = [CachedEvent("ADDED", k, int(o["metadata"]["resourceVersion"]), o, None)
+                       for k, o in sorted(self.objects.items()) if k.startswith(prefix)]
+        else:
+            if after_revision < self.oldest_revision():
+                raise CompactedError(after_revision, self.oldest_revision())
+            initial = [e for e in self.history
+                       if e.revision > after_revision and e.key.startswith(prefix)]
+        self.watchers.add(w)
+        return w, initial
+
+    async def watch_from_store(self, prefix: str, after_revision: int) -> tuple[Watcher, asyncio.Task]:
+        """A watcher fed by its own store watch, for revisions older than the cache remembers.
+        Raises CompactedError when the store has forgotten them too."""
+        await self.store.range(prefix, limit=1, revision=max(after_revision, 1))  # still kept?
+        w = Watcher(prefix)
+
+        async def pump():
+            try:
+                async for ev in self.store.watch(prefix, after_revision + 1):
+                    w.offer(_from_store(ev))
+            except CompactedError:
+                pass
+            finally:
+                w.queue.put_nowait(None)
+
+        return w, asyncio.create_task(pump(), name="store-watch")
+
+    def unwatch(self, w: Watcher) -> None:
+        self.watchers.discard(w)
