@@ -131,7 +131,8 @@ class LogReader:
             sql = f"SELECT {ROW} FROM kv JOIN log l ON l.id = kv.id WHERE kv.key = ?"
             row = self.conn.execute(sql, (key.encode(),)).fetchone()
             return to_kv(row) if row else None
-        sql = f"SELECT {ROW}, l.deleted FROM log l WHERE key = ? AND id < ? ORDER BY id DESC LIMIT 1"
+        sql = (f"SELECT {ROW}, l.deleted FROM log l WHERE key = ? AND id < ?"
+               " ORDER BY id DESC LIMIT 1")
         row = self.conn.execute(sql, (key.encode(), (revision + 1) << SHIFT)).fetchone()
         return to_kv(row) if row and not row[6] else None
 
@@ -144,7 +145,8 @@ class LogReader:
         if revision in (0, current):
             newest, nargs = f"SELECT key AS mkey, id AS mid FROM kv WHERE {cond}", args
         else:  # the newest row of each key at or below the revision
-            newest = f"SELECT key AS mkey, max(id) AS mid FROM log WHERE {cond} AND id < ? GROUP BY key"
+            newest = (f"SELECT key AS mkey, max(id) AS mid FROM log WHERE {cond} AND id < ?"
+                      " GROUP BY key")
             nargs = args + [(revision + 1) << SHIFT]
         source = f"({newest}) m JOIN log l ON l.id = m.mid WHERE l.deleted = 0"
         count_sql = f"SELECT count(*) FROM kv WHERE {cond}" if revision in (0, current) else (
@@ -208,8 +210,8 @@ def row_event(r: Sequence) -> Event:
 def _holds(c: Compare, kv: KeyValue | None) -> bool:
     if c.target == "value":
         have = kv.value if kv else None
-        if have is None or c.operand is None:  # a missing key has no value to order
-            return (have is c.operand) if c.op == "=" else (c.op == "!=" and have is not c.operand)
+        if have is None or c.operand is None:  # a missing key's value is only (un)equal
+            return c.op in ("=", "!=") and (have == c.operand) == (c.op == "=")
     else:
         have = {"mod": kv.mod_revision, "create": kv.create_revision,
                 "version": kv.version}[c.target] if kv else 0
@@ -273,7 +275,8 @@ class LogWriter:
         return row[1] if row else None
 
     def _put(self, key: str, value: bytes, lease: int) -> KeyValue:
-        if lease and not self.conn.execute("SELECT 1 FROM leases WHERE id = ?", (lease,)).fetchone():
+        found = lease and self.conn.execute("SELECT 1 FROM leases WHERE id = ?", (lease,))
+        if lease and not found.fetchone():
             raise LeaseNotFoundError(lease)
         prev_id, prev = self._row(key) or (None, None)
         rev, id_ = self._next_id()
@@ -350,7 +353,8 @@ class LogWriter:
         return lease
 
     def lease_revoke(self, lease: int) -> None:
-        if not self.conn.execute("DELETE FROM leases WHERE id = ? RETURNING id", (lease,)).fetchall():
+        gone = self.conn.execute("DELETE FROM leases WHERE id = ? RETURNING id", (lease,))
+        if not gone.fetchall():
             raise LeaseNotFoundError(lease)
         rows = self.conn.execute("SELECT key FROM kv WHERE lease = ? ORDER BY key", (lease,))
         for (kb,) in rows.fetchall():
