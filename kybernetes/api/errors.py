@@ -36,6 +36,15 @@ class ApiError(Exception):
         if retry_after is not None:
             self.details["retryAfterSeconds"] = retry_after
 
+    @classmethod
+    def from_status(cls, status: dict, http_code: int) -> "ApiError":
+        """The error a server's Status body describes (what clients raise)."""
+        details = status.get("details") or {}
+        return cls(int(status.get("code") or http_code), status.get("reason") or "Unknown",
+                   status.get("message") or f"HTTP {http_code}", name=details.get("name"),
+                   group=details.get("group"), kind=details.get("kind"),
+                   causes=details.get("causes"), retry_after=details.get("retryAfterSeconds"))
+
     def status(self) -> dict:
         out: dict[str, Any] = {
             "kind": "Status",

@@ -22,6 +22,13 @@ def _apiserver(args: argparse.Namespace) -> None:
     asyncio.run(serve(cfg))
 
 
+def _controller_manager(args: argparse.Namespace) -> None:
+    from kybernetes.controllers.manager import serve
+
+    names = [n for n in (args.controllers or "").split(",") if n and n != "*"] or None
+    asyncio.run(serve(args.kubeconfig, names, leader_elect=args.leader_elect))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kyb", description="kybernetes: Kubernetes, written in Python")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -36,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--advertise-address", default=None)
     a.add_argument("--tls-san", action="append", help="extra name or IP for the serving certificate")
     a.set_defaults(func=_apiserver)
+
+    c = sub.add_parser("controller-manager", help="run the controllers")
+    c.add_argument("--kubeconfig", required=True)
+    c.add_argument("--controllers", default="*", help="comma-separated names; * for all")
+    c.add_argument("--leader-elect", default=True, type=lambda v: v.lower() != "false")
+    c.set_defaults(func=_controller_manager)
     return p
 
 

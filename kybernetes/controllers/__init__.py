@@ -1,0 +1,1 @@
+"""One module per controller, each a level-triggered `reconcile(key)` (see client/controller.py)."""
