@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 up: deps
-	$(VENV)/bin/kyb apiserver --data-dir $(DATA_DIR)
+	$(VENV)/bin/kyb server --data-dir $(DATA_DIR)
 
 test: deps
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)

@@ -125,3 +125,36 @@ def kubectl(request, apiserver, tmp_path) -> Kubectl:
     if binary is None:
         pytest.skip(f"kubectl {request.param} is not installed")
     return Kubectl(binary, apiserver.kubeconfig, tmp_path / "kubectl-cache")
+
+
+def start_component(args: list[str], log: Path) -> subprocess.Popen:
+    """`python -m kybernetes ARGS` as a child process logging to `log`; stop with stop_process."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([sys.executable, "-m", "kybernetes", *args],
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def components(tmp_path):
+    """Start more components for one test: components("controller-manager", "--controllers", "x").
+    The kubeconfig of the given server is appended by the caller. All are stopped afterwards."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        p = start_component(list(args), tmp_path / f"{args[0]}-{len(procs)}.log")
+        procs.append(p)
+        return p
+
+    yield start
+    for p in reversed(procs):
+        stop_process(p)

@@ -22,6 +22,12 @@ def _apiserver(args: argparse.Namespace) -> None:
     asyncio.run(serve(cfg))
 
 
+def _server(args: argparse.Namespace) -> None:
+    from kybernetes.cli.server import main as server_main
+
+    raise SystemExit(server_main(args))
+
+
 def _controller_manager(args: argparse.Namespace) -> None:
     from kybernetes.controllers.manager import serve
 
@@ -43,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--advertise-address", default=None)
     a.add_argument("--tls-san", action="append", help="extra name or IP for the serving certificate")
     a.set_defaults(func=_apiserver)
+
+    s = sub.add_parser("server", help="run the whole control plane (and, later, a node agent)")
+    s.add_argument("--data-dir", default="/var/lib/kybernetes")
+    s.add_argument("--https-listen-port", type=int, default=6443)
+    s.add_argument("--bind-address", default="127.0.0.1")
+    s.add_argument("--etcd-endpoints", default="")
+    s.add_argument("--disable", action="append", help="leave a component out (controller-manager, scheduler)")
+    s.add_argument("--disable-agent", action="store_true", help="no node agent on this host")
+    s.set_defaults(func=_server)
 
     c = sub.add_parser("controller-manager", help="run the controllers")
     c.add_argument("--kubeconfig", required=True)

@@ -31,7 +31,11 @@ async def run_controllers(client: Client, names: list[str] | None = None) -> Non
     factory = InformerFactory(client)
     recorder = EventRecorder(client, "kube-controller-manager")
     wanted = names or list(CONTROLLERS)
-    controllers = [_load(CONTROLLERS[n])(client, factory, recorder) for n in wanted if n in CONTROLLERS]
+    controllers = []
+    for n in wanted:
+        if n not in CONTROLLERS:
+            raise SystemExit(f"unknown controller {n!r}; known: {', '.join(sorted(CONTROLLERS))}")
+        controllers.append(_load(CONTROLLERS[n])(client, factory, recorder))
     factory.start()
     try:
         await asyncio.gather(*(c.run() for c in controllers))
@@ -59,6 +63,18 @@ async def serve(kubeconfig: str, names: list[str] | None = None, *, leader_elect
 
 
 _BUILTIN = {
+    "replicaset": "kybernetes.controllers.replicaset:ReplicaSetController",
+    "replicationcontroller": "kybernetes.controllers.replicationcontroller:ReplicationControllerController",
+    "deployment": "kybernetes.controllers.deployment:DeploymentController",
+    "garbagecollector": "kybernetes.controllers.garbagecollector:GarbageCollector",
+    "namespace": "kybernetes.controllers.namespace:NamespaceController",
+    "endpoints": "kybernetes.controllers.endpoints:EndpointsController",
+    "endpointslice": "kybernetes.controllers.endpointslice:EndpointSliceController",
+    "serviceaccount": "kybernetes.controllers.serviceaccount:ServiceAccountController",
+    "root-ca-cert-publisher": "kybernetes.controllers.rootca:RootCAPublisher",
+    "nodeipam": "kybernetes.controllers.nodeipam:NodeIpamController",
+    "nodelifecycle": "kybernetes.controllers.nodelifecycle:NodeLifecycleController",
+    "podgc": "kybernetes.controllers.podgc:PodGCController",
 }
 for _name, _target in _BUILTIN.items():
     register(_name, _target)

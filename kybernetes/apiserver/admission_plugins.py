@@ -1,0 +1,97 @@
+"""Mutating admission for pods, as kube-apiserver's default plugins do it:
+
+- Priority: spec.priority (and preemptionPolicy) from the pod's PriorityClass or the global
+  default; an unknown class is refused.
+- DefaultTolerationSeconds: tolerate not-ready/unreachable NoExecute taints for 300 s, so a
+  node failure evicts pods after five minutes rather than at once.
+- ServiceAccount: spec.serviceAccountName defaults to "default" and, unless automounting is
+  off, a projected token volume is mounted at /var/run/secrets/kubernetes.io/serviceaccount.
+  (The account's existence is not checked: a pod created before the controller made
+  `default` would be refused only to succeed a moment later.)
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from kybernetes.api import errors
+
+SYSTEM_PRIORITY_CLASSES = {
+    "system-node-critical": 2000001000,
+    "system-cluster-critical": 2000000000,
+}
+_TOLERATED = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+_SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def admit_pod(pod: dict, priority_classes: list[dict]) -> None:
+    spec = pod.setdefault("spec", {})
+    _priority(pod, spec, priority_classes)
+    _default_tolerations(spec)
+    _service_account(spec)
+
+
+def _priority(pod: dict, spec: dict, classes: list[dict]) -> None:
+    name = spec.get("priorityClassName")
+    chosen = None
+    if name:
+        chosen = next((c for c in classes if c["metadata"]["name"] == name), None)
+        if chosen is None:
+            raise errors.forbidden(
+                f'pods "{pod["metadata"].get("name", "")}" is forbidden: no PriorityClass with name {name} was found',
+                "pods", pod["metadata"].get("name", ""))
+    else:
+        defaults = [c for c in classes if c.get("globalDefault")]
+        if defaults:
+            chosen = min(defaults, key=lambda c: c.get("value", 0))
+            spec["priorityClassName"] = chosen["metadata"]["name"]
+    value = chosen.get("value", 0) if chosen else 0
+    if spec.get("priority") is not None and spec["priority"] != value:
+        raise errors.forbidden(
+            "the integer value of priority must not be provided in pod spec; priority admission controller computed "
+            f"{value} from the given PriorityClass name", "pods", pod["metadata"].get("name", ""))
+    spec["priority"] = value
+    if chosen and chosen.get("preemptionPolicy"):
+        spec["preemptionPolicy"] = chosen["preemptionPolicy"]
+    else:
+        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+
+
+def _default_tolerations(spec: dict) -> None:
+    tolerations = spec.setdefault("tolerations", [])
+    for key in _TOLERATED:
+        if any(_tolerates(t, key) for t in tolerations):
+            continue
+        tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                            "tolerationSeconds": 300})
+
+
+def _tolerates(t: dict, key: str) -> bool:
+    if t.get("effect") not in (None, "", "NoExecute"):
+        return False
+    if t.get("operator") == "Exists" and not t.get("key"):
+        return True
+    return t.get("key") == key
+
+
+def _service_account(spec: dict) -> None:
+    sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    spec["serviceAccountName"] = sa
+    spec["serviceAccount"] = sa  # the deprecated alias upstream still fills
+    if spec.get("automountServiceAccountToken") is False:
+        return
+    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
+    if any(m.get("mountPath") == _SA_MOUNT for c in containers for m in c.get("volumeMounts") or []):
+        return
+    name = "kube-api-access-" + "".join(secrets.choice(_ALPHABET) for _ in range(5))
+    spec.setdefault("volumes", []).append({"name": name, "projected": {
+        "defaultMode": 420,
+        "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
+                "apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+        ]}})
+    for c in containers:
+        c.setdefault("volumeMounts", []).append({"name": name, "readOnly": True, "mountPath": _SA_MOUNT})
