@@ -35,6 +35,18 @@ def _controller_manager(args: argparse.Namespace) -> None:
     asyncio.run(serve(args.kubeconfig, names, leader_elect=args.leader_elect))
 
 
+def _sim(args: argparse.Namespace) -> None:
+    from kybernetes.sim.cli import run
+
+    run(args)
+
+
+def _scheduler(args: argparse.Namespace) -> None:
+    from kybernetes.scheduler.main import serve
+
+    asyncio.run(serve(args.kubeconfig, args.config, leader_elect=args.leader_elect))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kyb", description="kybernetes: Kubernetes, written in Python")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -64,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--controllers", default="*", help="comma-separated names; * for all")
     c.add_argument("--leader-elect", default=True, type=lambda v: v.lower() != "false")
     c.set_defaults(func=_controller_manager)
+
+    from kybernetes.sim.cli import add_arguments as sim_arguments
+    s = sub.add_parser("sim", help="simulated nodes (kwok-style) for scale tests")
+    sim_arguments(s)
+    s.set_defaults(func=_sim)
+    s = sub.add_parser("scheduler", help="run the scheduler")
+    s.add_argument("--kubeconfig", default=None)
+    s.add_argument("--config", default=None, help="KubeSchedulerConfiguration YAML")
+    s.add_argument("--leader-elect", default=True, type=lambda v: v.lower() != "false")
+    s.set_defaults(func=_scheduler)
     return p
 
 

@@ -1,0 +1,210 @@
+"""The scheduler's view of the cluster: one NodeInfo per node with running aggregates.
+
+Updated incrementally from informer events; assumed pods (scheduled but not yet confirmed by
+the informer) count against their node until the bound pod arrives or the binding fails.
+The scheduling cycle runs without awaiting, so the cache itself is a consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .podinfo import PodInfo, resource_list
+
+log = logging.getLogger(__name__)
+
+
+class NodeInfo:
+    __slots__ = ("node", "name", "labels", "allocatable", "alloc_cpu", "alloc_memory",
+                 "alloc_pods", "taints", "unschedulable", "images", "requested", "req_cpu",
+                 "req_memory", "nonzero_cpu", "nonzero_memory", "pods", "ports",
+                 "affinity_pods", "anti_affinity_pods", "generation")
+
+    def __init__(self, node: dict | None = None, name: str = ""):
+        self.name = name
+        self.pods: dict[str, PodInfo] = {}
+        self.requested: dict[str, int] = {}
+        self.req_cpu = self.req_memory = self.nonzero_cpu = self.nonzero_memory = 0
+        self.ports: dict[tuple, int] = {}
+        self.affinity_pods: dict[str, PodInfo] = {}       # pods with any (anti-)affinity
+        self.anti_affinity_pods: dict[str, PodInfo] = {}  # pods with required anti-affinity
+        self.generation = 0
+        self.node: dict | None = None
+        self.labels: dict = {}
+        self.allocatable: dict[str, int] = {}
+        self.alloc_cpu = self.alloc_memory = self.alloc_pods = 0
+        self.taints: list[dict] = []
+        self.unschedulable = False
+        self.images: dict[str, int] = {}
+        if node is not None:
+            self.set_node(node)
+
+    def set_node(self, node: dict) -> None:
+        self.node = node
+        meta, spec, status = node["metadata"], node.get("spec") or {}, node.get("status") or {}
+        self.name = meta["name"]
+        self.labels = meta.get("labels") or {}
+        self.allocatable = resource_list(status.get("allocatable") or status.get("capacity"))
+        self.alloc_cpu = self.allocatable.get("cpu", 0)
+        self.alloc_memory = self.allocatable.get("memory", 0)
+        self.alloc_pods = self.allocatable.get("pods", 0)
+        self.taints = spec.get("taints") or []
+        self.unschedulable = bool(spec.get("unschedulable"))
+        images = {}
+        for img in status.get("images") or ():
+            for n in img.get("names") or ():
+                images[n] = img.get("sizeBytes", 0)
+        self.images = images
+        self.generation += 1
+
+    def add_pod(self, pi: PodInfo) -> None:
+        self.pods[pi.key] = pi
+        req = self.requested
+        for k, v in pi.requests.items():
+            req[k] = req.get(k, 0) + v
+        self.req_cpu += pi.cpu
+        self.req_memory += pi.memory
+        self.nonzero_cpu += pi.nonzero_cpu
+        self.nonzero_memory += pi.nonzero_memory
+        for p in pi.ports:
+            self.ports[p] = self.ports.get(p, 0) + 1
+        if pi.affinity or pi.anti_affinity or pi.pref_affinity or pi.pref_anti_affinity:
+            self.affinity_pods[pi.key] = pi
+        if pi.anti_affinity:
+            self.anti_affinity_pods[pi.key] = pi
+        self.generation += 1
+
+    def remove_pod(self, key: str) -> PodInfo | None:
+        pi = self.pods.pop(key, None)
+        if pi is None:
+            return None
+        req = self.requested
+        for k, v in pi.requests.items():
+            req[k] = req.get(k, 0) - v
+        self.req_cpu -= pi.cpu
+        self.req_memory -= pi.memory
+        self.nonzero_cpu -= pi.nonzero_cpu
+        self.nonzero_memory -= pi.nonzero_memory
+        for p in pi.ports:
+            n = self.ports.get(p, 0) - 1
+            if n > 0:
+                self.ports[p] = n
+            else:
+                self.ports.pop(p, None)
+        self.affinity_pods.pop(key, None)
+        self.anti_affinity_pods.pop(key, None)
+        self.generation += 1
+        return pi
+
+    def clone(self) -> "NodeInfo":
+        """A copy whose pod set can change without touching the cache (preemption dry runs)."""
+        c = NodeInfo.__new__(NodeInfo)
+        for s in NodeInfo.__slots__:
+            setattr(c, s, getattr(self, s))
+        c.pods = dict(self.pods)
+        c.requested = dict(self.requested)
+        c.ports = dict(self.ports)
+        c.affinity_pods = dict(self.affinity_pods)
+        c.anti_affinity_pods = dict(self.anti_affinity_pods)
+        return c
+
+
+class Cache:
+    def __init__(self) -> None:
+        self.nodes: dict[str, NodeInfo] = {}
+        self.node_list: list[NodeInfo] = []      # nodes that exist (order is stable)
+        self.pod_nodes: dict[str, str] = {}      # pod key → node it counts against
+        self.assumed: set[str] = set()
+        self.image_nodes: dict[str, int] = {}    # image name → number of nodes having it
+        self.have_affinity_pods = 0              # nodes' affinity pods exist anywhere?
+
+    def _rebuild_list(self) -> None:
+        self.node_list = [ni for ni in self.nodes.values() if ni.node is not None]
+
+    def _count_images(self, ni: NodeInfo, sign: int) -> None:
+        for n in ni.images:
+            c = self.image_nodes.get(n, 0) + sign
+            if c > 0:
+                self.image_nodes[n] = c
+            else:
+                self.image_nodes.pop(n, None)
+
+    # ---- nodes ----
+
+    def add_node(self, node: dict) -> NodeInfo:
+        name = node["metadata"]["name"]
+        ni = self.nodes.get(name)
+        if ni is None:
+            ni = self.nodes[name] = NodeInfo(node)
+        else:
+            existed = ni.node is not None
+            if existed:
+                self._count_images(ni, -1)
+            ni.set_node(node)
+            if existed:
+                self._count_images(ni, 1)
+                return ni
+        self._count_images(ni, 1)
+        self._rebuild_list()
+        return ni
+
+    update_node = add_node
+
+    def remove_node(self, name: str) -> None:
+        ni = self.nodes.get(name)
+        if ni is None:
+            return
+        self._count_images(ni, -1)
+        if ni.pods:
+            ni.node = None          # pods still reference it until they are deleted
+        else:
+            del self.nodes[name]
+        self._rebuild_list()
+
+    # ---- pods ----
+
+    def _node_for(self, name: str) -> NodeInfo:
+        ni = self.nodes.get(name)
+        if ni is None:
+            ni = self.nodes[name] = NodeInfo(name=name)
+        return ni
+
+    def assume(self, pi: PodInfo, node_name: str) -> None:
+        self._node_for(node_name).add_pod(pi)
+        self.pod_nodes[pi.key] = node_name
+        self.assumed.add(pi.key)
+
+    def forget(self, key: str) -> None:
+        if key in self.assumed:
+            self.assumed.discard(key)
+            self._remove(key)
+
+    def is_assumed(self, key: str) -> bool:
+        return key in self.assumed
+
+    def add_pod(self, pi: PodInfo) -> None:
+        """An assigned pod seen by the informer (new, changed, or confirming an assumed one)."""
+        self.assumed.discard(pi.key)
+        self._remove(pi.key)
+        self._node_for(pi.node_name).add_pod(pi)
+        self.pod_nodes[pi.key] = pi.node_name
+
+    def remove_pod(self, key: str) -> PodInfo | None:
+        self.assumed.discard(key)
+        return self._remove(key)
+
+    def _remove(self, key: str) -> PodInfo | None:
+        name = self.pod_nodes.pop(key, None)
+        if name is None:
+            return None
+        ni = self.nodes.get(name)
+        if ni is None:
+            return None
+        pi = ni.remove_pod(key)
+        if ni.node is None and not ni.pods:
+            del self.nodes[name]
+        return pi
+
+    def pod(self, key: str) -> PodInfo | None:
+        name = self.pod_nodes.get(key)
+        return self.nodes[name].pods.get(key) if name else None

@@ -1,0 +1,116 @@
+"""The scheduling framework's vocabulary: status codes, Status, CycleState, the plugin base.
+
+A plugin implements only the extension points it needs, as methods named after them
+(`pre_filter`, `filter`, `score`, ...); the profile finds them by name. Success is `None` on the
+hot paths (Filter/Score run thousands of times per pod), a `Status` otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SUCCESS, ERROR, UNSCHEDULABLE, UNRESOLVABLE, WAIT, SKIP, PENDING = range(7)
+CODE_NAMES = ("Success", "Error", "Unschedulable", "UnschedulableAndUnresolvable", "Wait",
+              "Skip", "Pending")
+MAX_NODE_SCORE = 100
+
+# The extension points in the order a pod meets them.
+EXTENSION_POINTS = ("pre_enqueue", "queue_sort", "pre_filter", "filter", "post_filter",
+                    "pre_score", "score", "reserve", "permit", "pre_bind", "bind", "post_bind")
+# Names as KubeSchedulerConfiguration spells them.
+CONFIG_POINTS = {"preEnqueue": "pre_enqueue", "queueSort": "queue_sort",
+                 "preFilter": "pre_filter", "filter": "filter", "postFilter": "post_filter",
+                 "preScore": "pre_score", "score": "score", "reserve": "reserve",
+                 "permit": "permit", "preBind": "pre_bind", "bind": "bind",
+                 "postBind": "post_bind"}
+
+
+class Status:
+    __slots__ = ("code", "reasons", "plugin")
+
+    def __init__(self, code: int, *reasons: str, plugin: str = ""):
+        self.code = code
+        self.reasons = list(reasons)
+        self.plugin = plugin
+
+    @property
+    def success(self) -> bool:
+        return self.code == SUCCESS
+
+    @property
+    def rejected(self) -> bool:
+        return self.code in (UNSCHEDULABLE, UNRESOLVABLE)
+
+    def message(self) -> str:
+        return ", ".join(self.reasons)
+
+    def __repr__(self) -> str:
+        return f"Status({CODE_NAMES[self.code]}, {self.reasons!r}, plugin={self.plugin!r})"
+
+
+def unschedulable(*reasons: str) -> Status:
+    return Status(UNSCHEDULABLE, *reasons)
+
+
+def unresolvable(*reasons: str) -> Status:
+    return Status(UNRESOLVABLE, *reasons)
+
+
+def error(message: str) -> Status:
+    return Status(ERROR, message)
+
+
+SKIPPED = Status(SKIP)
+
+
+class CycleState(dict):
+    """Per-pod scratch space shared by plugins during one scheduling attempt (keyed by plugin)."""
+
+    skip_filter: set[str]
+    skip_score: set[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skip_filter = set()
+        self.skip_score = set()
+
+    def clone(self) -> "CycleState":
+        c = CycleState()
+        for k, v in self.items():
+            c[k] = v.clone() if hasattr(v, "clone") else v
+        c.skip_filter = set(self.skip_filter)
+        c.skip_score = set(self.skip_score)
+        return c
+
+
+class Plugin:
+    """Base of every plugin. `handle` gives access to the cluster (cache, informers, client)."""
+
+    name = ""
+    # Cluster events that can make a pod this plugin rejected schedulable, e.g. "Node/Add".
+    events: tuple[str, ...] = ()
+
+    def __init__(self, handle: Any = None, args: dict | None = None):
+        self.handle = handle
+        self.args = args or {}
+
+
+class PreFilterResult:
+    """Optional PreFilter output: only these nodes can pass (None = all)."""
+
+    __slots__ = ("node_names",)
+
+    def __init__(self, node_names: set[str] | None):
+        self.node_names = node_names
+
+
+def default_normalize(scores: list[int], reverse: bool = False) -> None:
+    """Upstream helper.DefaultNormalizeScore: scale to [0, 100] by the max; reverse flips it."""
+    top = max(scores, default=0)
+    if top == 0:
+        if reverse:
+            scores[:] = [MAX_NODE_SCORE] * len(scores)
+        return
+    for i, s in enumerate(scores):
+        s = MAX_NODE_SCORE * s // top
+        scores[i] = MAX_NODE_SCORE - s if reverse else s

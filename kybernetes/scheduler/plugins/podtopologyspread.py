@@ -1,0 +1,180 @@
+"""PodTopologySpread: keep matching pods spread across topology domains.
+
+DoNotSchedule constraints filter (skew = count in the node's domain + self - global minimum must
+not exceed maxSkew; fewer eligible domains than minDomains makes the minimum 0); ScheduleAnyway
+constraints, and the cluster's default constraints for pods that have none, score.
+"""
+
+from __future__ import annotations
+
+import math
+
+from kybernetes.api.selectors import IN, LabelSelector, Requirement
+
+from ..affinityterms import _selector
+from ..framework import MAX_NODE_SCORE, SKIPPED, Plugin, unresolvable, unschedulable
+from .nodeaffinity import required_matches
+from .tainttoleration import first_untolerated
+
+ERR_MISMATCH = "node(s) didn't match pod topology spread constraints"
+ERR_MISSING_LABEL = "node(s) didn't match pod topology spread constraints (missing required label)"
+HOSTNAME = "kubernetes.io/hostname"
+SYSTEM_DEFAULTS = [
+    {"maxSkew": 3, "topologyKey": HOSTNAME, "whenUnsatisfiable": "ScheduleAnyway"},
+    {"maxSkew": 5, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"},
+]
+
+
+class Constraint:
+    __slots__ = ("max_skew", "key", "hard", "min_domains", "selector", "sig",
+                 "honor_affinity", "honor_taints")
+
+    def __init__(self, c: dict, pi, selector: LabelSelector | None = None):
+        self.max_skew = int(c.get("maxSkew") or 1)
+        self.key = c.get("topologyKey", "")
+        self.hard = c.get("whenUnsatisfiable", "DoNotSchedule") == "DoNotSchedule"
+        self.min_domains = int(c.get("minDomains") or 1)
+        sel = selector if selector is not None else _selector(c.get("labelSelector"))
+        keys = c.get("matchLabelKeys") or ()
+        if keys and not sel.nothing:
+            # matchLabelKeys: AND the pod's own values for those keys into the selector.
+            extra = [Requirement(k, IN, (pi.labels[k],)) for k in keys if k in pi.labels]
+            sel = LabelSelector(list(sel.requirements) + extra)
+        self.selector = sel
+        self.sig = (pi.namespace, str(sel), sel.nothing)
+        self.honor_affinity = c.get("nodeAffinityPolicy", "Honor") == "Honor"
+        self.honor_taints = c.get("nodeTaintsPolicy", "Ignore") == "Honor"
+
+
+def _eligible(c: Constraint, pi, ni) -> bool:
+    if c.honor_affinity and not required_matches(pi.spec, ni.labels, ni.name):
+        return False
+    if c.honor_taints and ni.taints and first_untolerated(
+            ni.taints, pi.spec.get("tolerations") or ()) is not None:
+        return False
+    return True
+
+
+class PodTopologySpread(Plugin):
+    name = "PodTopologySpread"
+    events = ("Pod/Add", "Pod/Update", "Pod/Delete", "Node/Add", "Node/Update")
+
+    def __init__(self, handle=None, args=None):
+        super().__init__(handle, args)
+        defaulting = self.args.get("defaultingType", "System")
+        self.defaults = (self.args.get("defaultConstraints") or []) if defaulting == "List" \
+            else SYSTEM_DEFAULTS
+        self._node_counts: dict[tuple, tuple[int, int]] = {}
+
+    def _count(self, c: Constraint, ni) -> int:
+        """Matching, non-terminating pods on one node, memoised per node generation."""
+        k = (c.sig, ni.name)
+        hit = self._node_counts.get(k)
+        if hit is not None and hit[0] == ni.generation:
+            return hit[1]
+        ns, sel = c.sig[0], c.selector
+        n = sum(1 for p in ni.pods.values()
+                if p.namespace == ns and not p.terminating and sel.matches(p.labels))
+        if len(self._node_counts) > 200_000:
+            self._node_counts.clear()
+        self._node_counts[k] = (ni.generation, n)
+        return n
+
+    def constraints(self, pi, hard: bool) -> list[Constraint]:
+        own = pi.spec.get("topologySpreadConstraints")
+        if own:
+            return [Constraint(c, pi) for c in own
+                    if (c.get("whenUnsatisfiable", "DoNotSchedule") == "DoNotSchedule") == hard]
+        if hard or not self.defaults or self.handle is None:
+            return []
+        sel = self.handle.default_selector(pi)
+        if sel is None or sel.empty():
+            return []
+        return [Constraint(c, pi, sel) for c in self.defaults
+                if c.get("whenUnsatisfiable") == "ScheduleAnyway"]
+
+    # ---- filter ----
+
+    def pre_filter(self, state, pi, nodes):
+        cs = self.constraints(pi, hard=True)
+        if not cs:
+            return SKIPPED
+        keys = [c.key for c in cs]
+        counts: list[dict[str, int]] = [{} for _ in cs]
+        for ni in nodes:
+            labels = ni.labels
+            if not all(k in labels for k in keys):
+                continue
+            for c, cnt in zip(cs, counts):
+                if not _eligible(c, pi, ni):
+                    continue
+                v = labels[c.key]
+                cnt[v] = cnt.get(v, 0) + self._count(c, ni)
+        mins = []
+        for c, cnt in zip(cs, counts):
+            m = min(cnt.values()) if cnt else 0
+            mins.append(0 if len(cnt) < c.min_domains else m)
+        state[self.name] = (cs, counts, mins)
+        return None
+
+    def filter(self, state, pi, ni):
+        cs, counts, mins = state[self.name]
+        labels = ni.labels
+        for c, cnt, m in zip(cs, counts, mins):
+            v = labels.get(c.key)
+            if v is None:
+                return unresolvable(ERR_MISSING_LABEL)
+            self_match = 1 if c.selector.matches(pi.labels) else 0
+            if cnt.get(v, 0) + self_match - m > c.max_skew:
+                return unschedulable(ERR_MISMATCH)
+        return None
+
+    # ---- score ----
+
+    def pre_score(self, state, pi, nodes):
+        cs = self.constraints(pi, hard=False)
+        if not cs:
+            return SKIPPED
+        keys = [c.key for c in cs]
+        counts: list[dict[str, int]] = [{} for _ in cs]
+        domains: list[set] = [set() for _ in cs]
+        for ni in nodes:          # domains among the feasible nodes set the weights
+            if all(k in ni.labels for k in keys):
+                for c, d in zip(cs, domains):
+                    d.add(ni.labels[c.key])
+        for ni in self.handle.cache.node_list if self.handle else nodes:
+            labels = ni.labels
+            if not all(k in labels for k in keys):
+                continue
+            for c, cnt in zip(cs, counts):
+                if c.key == HOSTNAME or not _eligible(c, pi, ni):
+                    continue
+                v = labels[c.key]
+                cnt[v] = cnt.get(v, 0) + self._count(c, ni)
+        weights = [math.log(len(d) + 2) for d in domains]
+        state[self.name + "/score"] = (cs, counts, weights, keys)
+        return None
+
+    def score(self, state, pi, ni):
+        cs, counts, weights, keys = state[self.name + "/score"]
+        labels = ni.labels
+        if not all(k in labels for k in keys):
+            return -1          # ignored node; normalize gives it 0
+        s = 0.0
+        for c, cnt, w in zip(cs, counts, weights):
+            n = self._count(c, ni) if c.key == HOSTNAME else cnt.get(labels[c.key], 0)
+            s += n * w + (c.max_skew - 1)
+        return int(math.floor(s + 0.5))
+
+    def normalize_score(self, state, pi, scores):
+        valid = [s for s in scores if s >= 0]
+        if not valid:
+            return
+        lo, hi = min(valid), max(valid)
+        for i, s in enumerate(scores):
+            if s < 0:
+                scores[i] = 0
+            elif hi == 0:
+                scores[i] = MAX_NODE_SCORE
+            else:
+                scores[i] = MAX_NODE_SCORE * (hi + lo - s) // hi

@@ -1,0 +1,90 @@
+"""A profile: the plugins of one schedulerName, wired per extension point, and the runners the
+scheduling cycle calls (PreFilter → Filter → PreScore → Score/Normalize with weights)."""
+
+from __future__ import annotations
+
+import logging
+
+from .config import ProfileConfig
+from .framework import SKIP, CycleState, Status
+from .plugins import REGISTRY
+
+log = logging.getLogger(__name__)
+
+
+class Profile:
+    def __init__(self, cfg: ProfileConfig, handle):
+        self.name = cfg.scheduler_name
+        self.percentage = cfg.percentage_of_nodes_to_score
+        used = {n for names in cfg.points.values() for n in names}
+        self.plugins = {n: REGISTRY[n](handle, cfg.args.get(n)) for n in used}
+
+        def at(point: str) -> list:
+            return [self.plugins[n] for n in cfg.points.get(point, [])]
+
+        self.pre_enqueue, self.queue_sort = at("pre_enqueue"), at("queue_sort")
+        self.pre_filter, self.filter = at("pre_filter"), at("filter")
+        self.post_filter, self.pre_score = at("post_filter"), at("pre_score")
+        self.score = [(p, cfg.weights.get(p.name, 1)) for p in at("score")]
+        self.reserve, self.permit = at("reserve"), at("permit")
+        self.pre_bind, self.bind, self.post_bind = at("pre_bind"), at("bind"), at("post_bind")
+
+    def sort_key(self, qp) -> tuple:
+        return self.queue_sort[0].sort_key(qp) if self.queue_sort else (qp.timestamp,)
+
+    def run_pre_enqueue(self, pi) -> Status | None:
+        for p in self.pre_enqueue:
+            st = p.pre_enqueue(pi)
+            if st is not None:
+                st.plugin = p.name
+                return st
+        return None
+
+    def run_pre_filter(self, state: CycleState, pi, nodes) -> Status | None:
+        for p in self.pre_filter:
+            st = p.pre_filter(state, pi, nodes)
+            if st is None:
+                continue
+            if st.code == SKIP:
+                state.skip_filter.add(p.name)
+                continue
+            st.plugin = p.name
+            return st
+        state["filters"] = [p for p in self.filter if p.name not in state.skip_filter]
+        return None
+
+    def run_filters(self, state: CycleState, pi, ni) -> Status | None:
+        for p in state["filters"]:
+            st = p.filter(state, pi, ni)
+            if st is not None:
+                st.plugin = p.name
+                return st
+        return None
+
+    def run_scores(self, state: CycleState, pi, nodes) -> list[int]:
+        active = []
+        for p, w in self.score:
+            if p.name in self.skip_prescore(state, pi, nodes, p):
+                continue
+            active.append((p, w))
+        totals = [0] * len(nodes)
+        for p, w in active:
+            score = p.score
+            scores = [score(state, pi, ni) for ni in nodes]
+            norm = getattr(p, "normalize_score", None)
+            if norm is not None:
+                norm(state, pi, scores)
+            if w == 1:
+                totals = [a + b for a, b in zip(totals, scores)]
+            else:
+                totals = [a + b * w for a, b in zip(totals, scores)]
+        return totals
+
+    def skip_prescore(self, state, pi, nodes, plugin) -> set[str]:
+        if "prescored" not in state:
+            state["prescored"] = True
+            for p in self.pre_score:
+                st = p.pre_score(state, pi, nodes)
+                if st is not None and st.code == SKIP:
+                    state.skip_score.add(p.name)
+        return state.skip_score

@@ -1,0 +1,468 @@
+"""The scheduler: informers feed the cache and the queue; one loop runs scheduling cycles
+(synchronous, so the cache is the snapshot) and hands each decision to an asynchronous binding
+cycle (PreBind, Bind, PostBind) with many bindings in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+
+from kybernetes.api.errors import ApiError
+from kybernetes.api.selectors import LabelSelector, label_selector_from_object
+from kybernetes.client import Client, EventRecorder, InformerFactory, resource
+
+from .cache import Cache, NodeInfo
+from .config import SchedulerConfig, load
+from .framework import ERROR, SKIP, CycleState, Status
+from .plugins import REGISTRY
+from .plugins.defaultpreemption import victim_condition
+from .podinfo import PodInfo, pod_priority
+from .profile import Profile
+from .queue import QueuedPod, SchedulingQueue
+
+log = logging.getLogger("kyb.scheduler")
+
+PODS = resource("v1", "Pod")
+_KINDS = {
+    "Node": ("v1", "Node"), "Pod": ("v1", "Pod"), "Namespace": ("v1", "Namespace"),
+    "PriorityClass": ("scheduling.k8s.io/v1", "PriorityClass"),
+    "PersistentVolume": ("v1", "PersistentVolume"),
+    "PersistentVolumeClaim": ("v1", "PersistentVolumeClaim"),
+    "StorageClass": ("storage.k8s.io/v1", "StorageClass"),
+    "PodDisruptionBudget": ("policy/v1", "PodDisruptionBudget"),
+    "Service": ("v1", "Service"), "ReplicaSet": ("apps/v1", "ReplicaSet"),
+    "StatefulSet": ("apps/v1", "StatefulSet"),
+    "ReplicationController": ("v1", "ReplicationController"),
+}
+MIN_FEASIBLE_NODES = 100
+MIN_FEASIBLE_PERCENT = 5
+BINDS_IN_FLIGHT = 128
+
+
+def num_feasible_nodes_to_find(percentage: int, total: int) -> int:
+    """Upstream numFeasibleNodesToFind: adaptive 50% - nodes/125, at least 5% and 100 nodes."""
+    if total < MIN_FEASIBLE_NODES:
+        return total
+    pct = percentage
+    if pct <= 0:
+        pct = max(50 - total // 125, MIN_FEASIBLE_PERCENT)
+    n = total * pct // 100
+    return max(n, MIN_FEASIBLE_NODES)
+
+
+def fit_error_message(total: int, statuses: dict[str, Status], prefilter: Status | None,
+                      post: str = "") -> str:
+    """Upstream FitError.Error(): '0/N nodes are available: <sorted histogram>.' + PostFilter."""
+    msg = f"0/{total} nodes are available:"
+    if prefilter is not None:
+        msg += f" {prefilter.message()}."
+    else:
+        hist: dict[str, int] = {}
+        for st in statuses.values():
+            for r in st.reasons:
+                hist[r] = hist.get(r, 0) + 1
+        msg += " " + ", ".join(sorted(f"{c} {r}" for r, c in hist.items())) + "."
+    if post:
+        msg += " " + post
+    return msg
+
+
+def _pod_changed(old: dict, new: dict) -> bool:
+    om, nm = old["metadata"], new["metadata"]
+    return (old.get("spec") != new.get("spec") or om.get("labels") != nm.get("labels")
+            or om.get("annotations") != nm.get("annotations")
+            or om.get("deletionTimestamp") != nm.get("deletionTimestamp"))
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Scheduler:
+    def __init__(self, client: Client, config: SchedulerConfig | None = None):
+        self.client = client
+        self.config = config or load()
+        self.factory = InformerFactory(client)
+        self.recorder = EventRecorder(client, "default-scheduler")
+        self.cache = Cache()
+        self.informers = {k: self.factory.informer(resource(*v)) for k, v in _KINDS.items()
+                          if k != "Pod"}
+        self.informers["Pod"] = self.factory.informer(
+            PODS, field_selector="status.phase!=Succeeded,status.phase!=Failed")
+        self.profiles = {p.scheduler_name: Profile(p, self) for p in self.config.profiles}
+        first = next(iter(self.profiles.values()))
+        self.queue = SchedulingQueue(first.sort_key, self.config.initial_backoff,
+                                     self.config.max_backoff,
+                                     events_of=lambda name: REGISTRY[name].events
+                                     if name in REGISTRY else ())
+        self.priorities: dict[str, int] = {}
+        self.default_priority = 0
+        self.nominated: dict[str, dict[str, PodInfo]] = {}   # node → pods nominated to it
+        self._next_start = 0
+        self._binds = asyncio.Semaphore(BINDS_IN_FLIGHT)
+        self._tasks: set[asyncio.Task] = set()
+        self.scheduled = 0
+
+    # ---- handle for plugins ----
+
+    def get(self, kind: str, key: str) -> dict | None:
+        return self.informers[kind].get(key)
+
+    def list(self, kind: str) -> list[dict]:
+        return self.informers[kind].list()
+
+    def resource(self, kind: str):
+        return resource(*_KINDS[kind])
+
+    def namespace_labels(self) -> dict[str, dict]:
+        return {ns["metadata"]["name"]: ns["metadata"].get("labels") or {}
+                for ns in self.informers["Namespace"].list()}
+
+    def framework_for(self, pi: PodInfo) -> Profile:
+        return self.profiles[pi.spec.get("schedulerName") or "default-scheduler"]
+
+    def default_selector(self, pi: PodInfo) -> LabelSelector | None:
+        """Upstream DefaultSelector: services selecting the pod, and its controller's selector."""
+        reqs = []
+        for svc in self.informers["Service"].by_index("namespace", pi.namespace):
+            sel = (svc.get("spec") or {}).get("selector")
+            if sel and all(pi.labels.get(k) == v for k, v in sel.items()):
+                reqs.extend(label_selector_from_object({"matchLabels": sel}).requirements)
+        for ref in pi.pod["metadata"].get("ownerReferences") or ():
+            if ref.get("controller") and ref.get("kind") in ("ReplicaSet", "StatefulSet",
+                                                              "ReplicationController"):
+                owner = self.get(ref["kind"], f"{pi.namespace}/{ref['name']}")
+                if owner is not None:
+                    sel = owner["spec"].get("selector")
+                    if ref["kind"] == "ReplicationController":
+                        sel = {"matchLabels": sel} if sel else None
+                    if sel:
+                        reqs.extend(label_selector_from_object(sel).requirements)
+        return LabelSelector(reqs) if reqs else None
+
+    # ---- informer events ----
+
+    def _priority(self, pod: dict) -> int:
+        return pod_priority(pod, self.priorities, self.default_priority)
+
+    def _ours(self, pod: dict) -> bool:
+        return (pod["spec"].get("schedulerName") or "default-scheduler") in self.profiles
+
+    def _on_pod_add(self, pod: dict) -> None:
+        pi = PodInfo(pod, self._priority(pod))
+        if pi.node_name:
+            self.cache.add_pod(pi)
+            self.queue.delete(pi.key)
+            self._unnominate(pi.key)
+            if self.queue.unschedulable:
+                self.queue.on_event("Pod/Add")
+        elif not pi.terminating and self._ours(pod):
+            self.queue.add(pi, gated=self._gated(pi))
+            self._nominate(pi)
+
+    def _on_pod_update(self, old: dict, pod: dict) -> None:
+        if pod["spec"].get("nodeName"):
+            was = bool(old["spec"].get("nodeName"))
+            self._on_pod_add(pod)
+            if was and self.queue.unschedulable:
+                self.queue.on_event("Pod/Update")
+            return
+        pi = PodInfo(pod, self._priority(pod))
+        if pi.terminating or not self._ours(pod):
+            self.queue.delete(pi.key)
+            return
+        if self.cache.is_assumed(pi.key):
+            return   # our own binding is on its way; the informer hasn't seen it yet
+        if not _pod_changed(old, pod):
+            # Status-only writes (ours included) don't make a pod schedulable (upstream isPodUpdated).
+            qp = self.queue.pods.get(pi.key)
+            if qp is not None:
+                qp.info = pi
+            self._nominate(pi)
+            return
+        self.queue.update(pi, gated=self._gated(pi))
+        self._nominate(pi)
+
+    def _on_pod_delete(self, pod: dict) -> None:
+        key = f"{pod['metadata'].get('namespace')}/{pod['metadata']['name']}"
+        self.queue.delete(key)
+        self._unnominate(key)
+        if self.cache.remove_pod(key) is not None and self.queue.unschedulable:
+            self.queue.on_event("Pod/Delete")
+
+    def _gated(self, pi: PodInfo) -> bool:
+        return self.framework_for(pi).run_pre_enqueue(pi) is not None
+
+    def _nominate(self, pi: PodInfo) -> None:
+        self._unnominate(pi.key)
+        node = (pi.pod.get("status") or {}).get("nominatedNodeName")
+        if node:
+            self.nominated.setdefault(node, {})[pi.key] = pi
+
+    def _unnominate(self, key: str) -> None:
+        for node, pods in list(self.nominated.items()):
+            if pods.pop(key, None) is not None and not pods:
+                del self.nominated[node]
+
+    def _on_node_add(self, node: dict) -> None:
+        self.cache.add_node(node)
+        self.queue.on_event("Node/Add")
+
+    def _on_node_update(self, old: dict, node: dict) -> None:
+        self.cache.update_node(node)
+        o, n = old, node
+        if ((o["metadata"].get("labels") != n["metadata"].get("labels"))
+                or (o.get("spec") != n.get("spec"))
+                or ((o.get("status") or {}).get("allocatable") != (n.get("status") or {}).get("allocatable"))):
+            self.queue.on_event("Node/Update")
+
+    def _on_node_delete(self, node: dict) -> None:
+        self.cache.remove_node(node["metadata"]["name"])
+
+    def _on_priority_class(self, *objs) -> None:
+        pcs = self.informers["PriorityClass"].list()
+        self.priorities = {pc["metadata"]["name"]: pc.get("value", 0) for pc in pcs}
+        self.default_priority = next((pc.get("value", 0) for pc in pcs if pc.get("globalDefault")), 0)
+
+    def _on_other(self, kind: str):
+        def add(obj):
+            self.queue.on_event(f"{kind}/Add")
+
+        def update(old, obj):
+            self.queue.on_event(f"{kind}/Update")
+        return add, update, None
+
+    def setup(self) -> None:
+        pc = self._on_priority_class
+        self.informers["PriorityClass"].add_handler(pc, lambda o, n: pc(), pc)
+        self.informers["Node"].add_handler(self._on_node_add, self._on_node_update, self._on_node_delete)
+        self.informers["Pod"].add_handler(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
+        for kind in ("PersistentVolume", "PersistentVolumeClaim", "StorageClass"):
+            self.informers[kind].add_handler(*self._on_other(kind))
+
+    # ---- the loop ----
+
+    async def run(self) -> None:
+        self.setup()
+        # Priority classes first, so the pods' priorities are right when they arrive.
+        self.informers["PriorityClass"].start()
+        await self.informers["PriorityClass"].synced.wait()
+        self.factory.start()
+        await self.factory.wait_for_sync()
+        log.info("scheduler synced: %d nodes, %d pods queued", len(self.cache.node_list), len(self.queue))
+        flusher = asyncio.create_task(self._flush_loop())
+        try:
+            while True:
+                qp = await self.queue.pop()
+                try:
+                    self.schedule_one(qp)
+                except Exception:
+                    log.exception("scheduling %s", qp.info.key)
+                    self.queue.requeue(qp, set(), error=True)
+                await asyncio.sleep(0)   # let informers and bindings run between pods
+        finally:
+            flusher.cancel()
+            for t in list(self._tasks):
+                t.cancel()
+            await asyncio.gather(flusher, *self._tasks, return_exceptions=True)
+            await self.factory.stop()
+            await self.recorder.flush()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(30)
+            self.queue.flush_unschedulable()
+
+    def _spawn(self, coro) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    def find_nodes(self, fw: Profile, state: CycleState, pi: PodInfo,
+                   statuses: dict[str, Status]) -> list[NodeInfo]:
+        nodes = self.cache.node_list
+        total = len(nodes)
+        want = num_feasible_nodes_to_find(
+            fw.percentage if fw.percentage is not None else self.config.percentage_of_nodes_to_score,
+            total)
+        feasible: list[NodeInfo] = []
+        run = fw.run_filters
+        start = self._next_start % total if total else 0
+        nominated = self.nominated
+        processed = 0
+        for i in range(total):
+            ni = nodes[(start + i) % total]
+            processed += 1
+            if nominated and ni.name in nominated:
+                ni = self._with_nominated(ni, pi)
+            st = run(state, pi, ni)
+            if st is None:
+                feasible.append(ni)
+                if len(feasible) >= want:
+                    break
+            else:
+                statuses[ni.name] = st
+        self._next_start = (start + processed) % total if total else 0
+        return feasible
+
+    def _with_nominated(self, ni: NodeInfo, pi: PodInfo) -> NodeInfo:
+        others = [p for k, p in self.nominated[ni.name].items()
+                  if k != pi.key and p.priority >= pi.priority and k not in ni.pods]
+        if not others:
+            return ni
+        c = ni.clone()
+        for p in others:
+            c.add_pod(p)
+        return c
+
+    def schedule_one(self, qp: QueuedPod) -> None:
+        pi = qp.info
+        fw = self.framework_for(pi)
+        state = CycleState()
+        statuses: dict[str, Status] = {}
+        nodes = self.cache.node_list
+        if not nodes:
+            self._fail(qp, fw, state, "0/0 nodes are available: no nodes available to schedule pods.",
+                       set(["NodeResourcesFit"]), statuses, run_post=False)
+            return
+        st = fw.run_pre_filter(state, pi, nodes)
+        if st is not None:
+            if st.code == ERROR:
+                self._fail(qp, fw, state, st.message(), set(), statuses, error=True)
+                return
+            for ni in nodes:
+                statuses[ni.name] = st
+            self._fail(qp, fw, state, fit_error_message(len(nodes), statuses, st), {st.plugin},
+                       statuses)
+            return
+        feasible = self.find_nodes(fw, state, pi, statuses)
+        if not feasible:
+            rejectors = {s.plugin for s in statuses.values()}
+            self._fail(qp, fw, state, None, rejectors, statuses)
+            return
+        if len(feasible) == 1:
+            host = feasible[0]
+        else:
+            scores = fw.run_scores(state, pi, feasible)
+            best, host, ties = -1, feasible[0], 0
+            for ni, s in zip(feasible, scores):
+                if s > best:
+                    best, host, ties = s, ni, 1
+                elif s == best:
+                    ties += 1
+                    if random.randrange(ties) == 0:   # reservoir sampling among equals
+                        host = ni
+        node_name = host.name
+        self.cache.assume(pi, node_name)
+        for p in fw.reserve:
+            st = p.reserve(state, pi, node_name)
+            if st is not None:
+                self._unreserve(fw, state, pi, node_name)
+                self._fail(qp, fw, state, st.message(), {p.name}, statuses, error=True)
+                return
+        for p in fw.permit:
+            st = p.permit(state, pi, node_name)
+            if st is not None and not st.success:
+                self._unreserve(fw, state, pi, node_name)
+                self._fail(qp, fw, state, st.message(), {p.name}, statuses, error=True)
+                return
+        self.queue.done(pi.key)
+        self._spawn(self._binding_cycle(fw, state, qp, node_name))
+
+    def _unreserve(self, fw: Profile, state, pi: PodInfo, node: str) -> None:
+        for p in reversed(fw.reserve):
+            un = getattr(p, "unreserve", None)
+            if un:
+                un(state, pi, node)
+        self.cache.forget(pi.key)
+
+    async def _binding_cycle(self, fw: Profile, state, qp: QueuedPod, node: str) -> None:
+        pi = qp.info
+        async with self._binds:
+            st = None
+            for p in fw.pre_bind:
+                st = await p.pre_bind(state, pi, node)
+                if st is not None:
+                    break
+            if st is None:
+                for p in fw.bind:
+                    st = await p.bind(state, pi, node)
+                    if st is None or st.code != SKIP:
+                        break
+        if st is not None:
+            log.info("binding %s to %s failed: %s", pi.key, node, st.message())
+            self._unreserve(fw, state, pi, node)
+            if self.informers["Pod"].get(pi.key) is not None:
+                self.queue.add(pi)
+                qp2 = self.queue.pods.get(pi.key)
+                if qp2 is not None:
+                    qp2.attempts = qp.attempts
+                self.recorder.event(pi.pod, "Warning", "FailedScheduling",
+                                    f"Binding rejected: {st.message()}")
+            return
+        self.scheduled += 1
+        self.recorder.event(pi.pod, "Normal", "Scheduled",
+                            f"Successfully assigned {pi.key} to {node}")
+        for p in fw.post_bind:
+            p.post_bind(state, pi, node)
+
+    # ---- failures ----
+
+    def _fail(self, qp: QueuedPod, fw: Profile, state, message: str | None, rejectors: set[str],
+              statuses: dict[str, Status], error: bool = False, run_post: bool = True) -> None:
+        pi = qp.info
+        nominated = None
+        post_msg = ""
+        if message is None or (run_post and not error and statuses):
+            for p in fw.post_filter:
+                cand, st = p.post_filter(state, pi, statuses)
+                if cand is not None:
+                    nominated = cand
+                    break
+                if st is not None:
+                    post_msg = st.message()
+        if message is None:
+            message = fit_error_message(len(self.cache.node_list), statuses, None, post_msg)
+        if nominated is not None:
+            self._spawn(self._preempt(fw, pi, nominated))
+        self.queue.requeue(qp, rejectors, error=error or nominated is not None)
+        self.recorder.event(pi.pod, "Warning", "FailedScheduling", message)
+        self._spawn(self._set_unschedulable(pi, message,
+                                            nominated.node if nominated is not None else None))
+
+    async def _set_unschedulable(self, pi: PodInfo, message: str, nominated: str | None) -> None:
+        cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": message, "lastProbeTime": None, "lastTransitionTime": _now()}
+        status: dict = {"conditions": [cond]}
+        if nominated:
+            status["nominatedNodeName"] = nominated
+        try:
+            await self.client.patch(PODS, pi.name, {"status": status}, pi.namespace,
+                                    type="strategic", subresource="status")
+        except ApiError as e:
+            log.debug("status of %s: %s", pi.key, e)
+
+    async def _preempt(self, fw: Profile, pi: PodInfo, cand) -> None:
+        """Victims get a DisruptionTarget condition and are deleted; lower-priority pods
+        nominated to the same node lose their nomination (upstream prepareCandidate)."""
+        for v in cand.victims:
+            try:
+                await self.client.patch(PODS, v.name, {"status": {"conditions": [
+                    victim_condition(fw.name)]}}, v.namespace, type="strategic", subresource="status")
+                await self.client.delete(PODS, v.name, v.namespace)
+                self.recorder.event(v.pod, "Normal", "Preempted",
+                                    f"Preempted by pod {pi.uid} on node {cand.node}")
+            except ApiError as e:
+                if e.code != 404:
+                    log.info("preempting %s: %s", v.key, e)
+        for key, other in list(self.nominated.get(cand.node, {}).items()):
+            if other.priority < pi.priority and key != pi.key:
+                try:
+                    await self.client.patch(PODS, other.name, {"status": {"nominatedNodeName": None}},
+                                            other.namespace, type="merge", subresource="status")
+                except ApiError:
+                    pass
+
+
