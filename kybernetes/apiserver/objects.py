@@ -55,7 +55,8 @@ class Objects:
             raise errors.already_exists(r.plural, meta["name"], r.group) from None
         except ValueTooLargeError:
             raise _too_large(r, meta["name"]) from None
-        return decode(kv.value, kv.mod_revision)
+        meta["resourceVersion"] = str(kv.mod_revision)  # what decoding kv.value would give
+        return obj
 
     async def get(self, r: Resource, namespace: str | None, name: str) -> dict:
         """A consistent read (sees every acknowledged write)."""
@@ -92,11 +93,15 @@ class Objects:
             if kv is None:
                 raise errors.not_found(r.plural, name, r.group)
             current = decode(kv.value, kv.mod_revision)
-            new = await mutate(_copy(current))
-            if new is None or _same(new, current):
+            # A second decode is the cheapest deep copy; comparing encodings to the stored
+            # bytes finds no-op writes, and the encoding is then the one written.
+            new = await mutate(decode(kv.value, kv.mod_revision))
+            if new is None:
                 return current, current
-            finalized = (new["metadata"].get("deletionTimestamp")
-                         and not new["metadata"].get("finalizers"))
+            data = encode(new)
+            if data == kv.value:
+                return current, current
+            finalized = _finalized(r, new)
             if dry_run:
                 return current, new
             try:
@@ -104,9 +109,9 @@ class Objects:
                     await self.store.delete(key, expected_mod_revision=kv.mod_revision)
                     new["metadata"]["resourceVersion"] = str(await self.store.current_revision())
                     return current, new
-                out = await self.store.update(key, encode(new),
-                                              expected_mod_revision=kv.mod_revision)
-                return current, decode(out.value, out.mod_revision)
+                out = await self.store.update(key, data, expected_mod_revision=kv.mod_revision)
+                new["metadata"]["resourceVersion"] = str(out.mod_revision)
+                return current, new
             except (ConflictError, KeyNotFoundError):
                 continue
             except ValueTooLargeError:
@@ -125,12 +130,17 @@ class Objects:
         return decode(kv.value, kv.mod_revision)
 
 
-def _copy(obj: dict) -> dict:
-    return orjson.loads(orjson.dumps(obj))
-
-
-def _same(a: dict, b: dict) -> bool:
-    return encode(a) == encode(b)
+def _finalized(r: Resource, obj: dict) -> bool:
+    """Deleted when written (upstream ShouldDeleteDuringUpdate): being deleted, no finalizer,
+    no grace period left (pods wait for their kubelet) and, for a namespace, no spec.finalizers
+    (the namespace controller clears them through /finalize)."""
+    meta = obj["metadata"]
+    if not meta.get("deletionTimestamp") or meta.get("finalizers"):
+        return False
+    if meta.get("deletionGracePeriodSeconds"):
+        return False
+    namespace = r.plural == "namespaces" and not r.group
+    return not (namespace and (obj.get("spec") or {}).get("finalizers"))
 
 
 def new_uid() -> str:
