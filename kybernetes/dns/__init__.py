@@ -1,0 +1,1 @@
+"""Cluster DNS (CoreDNS' job): Services and EndpointSlices as DNS records for pods."""
