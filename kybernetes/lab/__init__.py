@@ -1,0 +1,1 @@
+"""`kyb lab`: a multi-node cluster of network namespaces on one machine."""
