@@ -234,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--https-listen-port", type=int, default=6443)
     s.add_argument("--bind-address", default="127.0.0.1")
     s.add_argument("--etcd-endpoints", default="")
+    s.add_argument("--advertise-address", default=None, help="the address written into kubeconfigs")
+    s.add_argument("--tls-san", action="append", help="extra name or IP for the serving certificate")
     s.add_argument("--disable", action="append", help="leave a component out (controller-manager, scheduler)")
     s.add_argument("--disable-agent", action="store_true", help="no node agent on this host")
     s.set_defaults(func=_server)

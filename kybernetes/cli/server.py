@@ -28,10 +28,12 @@ class Component:
 
 
 class Supervisor:
-    def __init__(self, components: list[Component], data_dir: Path, port: int):
+    def __init__(self, components: list[Component], data_dir: Path, port: int,
+                 host: str = "127.0.0.1"):
         self.components = components
         self.data_dir = data_dir
         self.port = port
+        self.host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         self.stopping = False
 
     async def _start(self, c: Component) -> None:
@@ -77,7 +79,8 @@ class Supervisor:
                 if ctx is None and (self.data_dir / "tls" / "ca.crt").exists():
                     ctx = ssl.create_default_context(cafile=str(self.data_dir / "tls" / "ca.crt"))
                 if ctx is not None:
-                    r, w = await asyncio.open_connection("127.0.0.1", self.port, ssl=ctx)
+                    r, w = await asyncio.open_connection(self.host, self.port, ssl=ctx,
+                                                         server_hostname="localhost")
                     w.write(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
                     await w.drain()
                     head = await r.read(64)
@@ -102,7 +105,7 @@ class Supervisor:
             self.say("the API server did not become ready; see its log above")
             stop.set()
         else:
-            self.say(f"{api.name} ready on https://127.0.0.1:{self.port}")
+            self.say(f"{api.name} ready on https://{self.host}:{self.port}")
             for c in rest:
                 await self._start(c)
                 watchers.append(asyncio.create_task(self._watch(c)))
@@ -129,10 +132,15 @@ class Supervisor:
         return 0
 
 
-def components_for(data_dir: Path, port: int, bind: str, etcd: str, disable: set[str]) -> list[Component]:
+def components_for(data_dir: Path, port: int, bind: str, etcd: str, disable: set[str],
+                   advertise: str | None = None, sans: list[str] | None = None) -> list[Component]:
     kubeconfig = str(data_dir / "kubeconfig.yaml")
     api_args = ["apiserver", "--data-dir", str(data_dir), "--secure-port", str(port),
                 "--bind-address", bind]
+    if advertise:
+        api_args += ["--advertise-address", advertise]
+    for san in sans or []:
+        api_args += ["--tls-san", san]
     if etcd:
         api_args += ["--etcd-endpoints", etcd]
     out = [Component("apiserver", api_args, needs_kubeconfig=False)]
@@ -165,5 +173,5 @@ def main(args) -> int:
     if args.disable_agent:
         disable.add("agent")
     comps = components_for(data_dir, args.https_listen_port, args.bind_address,
-                           args.etcd_endpoints, disable)
-    return asyncio.run(Supervisor(comps, data_dir, args.https_listen_port).run())
+                           args.etcd_endpoints, disable, args.advertise_address, args.tls_san)
+    return asyncio.run(Supervisor(comps, data_dir, args.https_listen_port, args.bind_address).run())

@@ -75,6 +75,13 @@ _BUILTIN = {
     "nodeipam": "kybernetes.controllers.nodeipam:NodeIpamController",
     "nodelifecycle": "kybernetes.controllers.nodelifecycle:NodeLifecycleController",
     "podgc": "kybernetes.controllers.podgc:PodGCController",
+    "job": "kybernetes.controllers.job:JobController",
+    "cronjob": "kybernetes.controllers.cronjob:CronJobController",
+    "servicelb": "kybernetes.proxy.servicelb:ServiceLBController",
+    "statefulset": "kybernetes.controllers.statefulset:StatefulSetController",
+    "daemonset": "kybernetes.controllers.daemonset:DaemonSetController",
+    "persistentvolume-binder": "kybernetes.controllers.persistentvolume:PersistentVolumeBinderController",
+    "local-path-provisioner": "kybernetes.controllers.localpath:LocalPathProvisioner",
 }
 for _name, _target in _BUILTIN.items():
     register(_name, _target)
