@@ -67,6 +67,10 @@ def _agent(args: argparse.Namespace) -> None:
 def _image(args: argparse.Namespace) -> None:
     from kybernetes.kubelet import imagebuild, registry
 
+    unknown = set(getattr(args, "names", None) or ()) - set(imagebuild.ALL)
+    if unknown:
+        raise SystemExit(f"kyb image: unknown image {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(imagebuild.ALL)})")
     if args.image_command == "build":
         for name in args.names or imagebuild.ALL:
             print(imagebuild.build(name, Path(args.output)))
@@ -282,8 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     isub = i.add_subparsers(dest="image_command", required=True)
     b = isub.add_parser("build", help="write base images as OCI tarballs (cached; "
                         "python and nginx from Debian packages)")
-    b.add_argument("names", nargs="*", choices=["pause", "busybox", "python", "nginx"],
-                   help="default: all")
+    b.add_argument("names", nargs="*", help="pause, busybox, python, nginx (default: all)")
     b.add_argument("-o", "--out", "--output", dest="output", default=".")
     m = isub.add_parser("import", help="import OCI/docker tarballs into the agent's containerd")
     m.add_argument("files", nargs="+")
@@ -294,8 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--registry", required=True, help="HOST:PORT (plain HTTP)")
     m = isub.add_parser("serve", help="run a local registry holding the built images, mirrored "
                         "by containerd for docker.io, registry.k8s.io, quay.io …")
-    m.add_argument("names", nargs="*", choices=["pause", "busybox", "python", "nginx"],
-                   help="default: all")
+    m.add_argument("names", nargs="*", help="pause, busybox, python, nginx (default: all)")
     m.add_argument("--data-dir", default="/var/lib/kybernetes/agent")
     m.add_argument("--port", type=int, default=None, help="default: 5000, or a free port")
     m.add_argument("--registry-d", default=None,

@@ -1,0 +1,224 @@
+"""`kyb agent`: the node agent. Starts (or connects to) containerd, registers the Node, writes the
+pod network's CNI config, serves the kubelet API and runs a pod worker per pod bound here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kybernetes.client import Client, ClientConfig, InformerFactory, load_kubeconfig
+
+from . import images, machine, network
+from .containerd import Containerd
+from .cri.client import CRI, CRIError
+from .node import NodeConfig, NodeReporter, default_node_name
+from .podworkers import PODS, PodWorkers
+from .server import KubeletServer
+
+log = logging.getLogger("kyb.kubelet")
+
+
+@dataclass
+class AgentConfig:
+    data_dir: Path
+    kubeconfig: str | None = None
+    server: str | None = None
+    token: str | None = None
+    node_name: str | None = None
+    node_ip: str | None = None
+    runtime_endpoint: str | None = None
+    kubelet_port: int = 10250
+    pod_cidr: str = "10.42.0.0/24"
+    pod_cidr_wait: float = 3.0
+    fail_swap_on: bool = True
+    ca_dir: Path | None = None
+    cluster_dns: str | None = None
+    cni_bridge: str = "cni0"
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class SwapError(RuntimeError):
+    pass
+
+
+def client_config(cfg: AgentConfig) -> ClientConfig:
+    if cfg.kubeconfig:
+        return load_kubeconfig(cfg.kubeconfig, user_agent=f"kubelet/{cfg.node_name}")
+    if not (cfg.server and cfg.token):
+        raise SystemExit("kyb agent: give --kubeconfig, or --server and --token")
+    # Joining with the node token: it authenticates as system:nodes/system:bootstrappers and
+    # serves as the node's credential until the API server can sign node certificates.
+    ca = cfg.ca_dir / "ca.crt" if cfg.ca_dir and (cfg.ca_dir / "ca.crt").exists() else None
+    return ClientConfig(server=cfg.server.rstrip("/"), token=cfg.token,
+                        ca_pem=ca.read_bytes() if ca else None, insecure=ca is None,
+                        user_agent=f"kubelet/{cfg.node_name}")
+
+
+def find_ca_dir(cfg: AgentConfig) -> Path | None:
+    """The cluster CA's directory, when its key is on this host (the server's data dir)."""
+    candidates = [cfg.ca_dir] if cfg.ca_dir else []
+    if cfg.kubeconfig:
+        candidates.append(Path(cfg.kubeconfig).resolve().parent / "tls")
+    return next((d for d in candidates if d and (d / "ca.key").exists()), None)
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig):
+        self.cfg = cfg
+        cfg.data_dir = cfg.data_dir.resolve()
+        cfg.node_name = (cfg.node_name or default_node_name()).lower()
+        self.containerd: Containerd | None = None
+        self.cri: CRI | None = None
+        self.client: Client | None = None
+        self.workers: PodWorkers | None = None
+        self.reporter: NodeReporter | None = None
+        self.server: KubeletServer | None = None
+        self.factory: InformerFactory | None = None
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        if cfg.fail_swap_on and machine.swap_on():
+            raise SwapError("running with swap on is not supported, please disable swap or set "
+                            "--fail-swap-on=false")
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        endpoint = cfg.runtime_endpoint
+        if not endpoint:
+            self.containerd = Containerd(cfg.data_dir)
+            await self.containerd.start()
+            await self._import_images()
+            endpoint = self.containerd.endpoint
+        self.cri = CRI(endpoint)
+        version = await self.cri.version()
+        node_ip = cfg.node_ip or machine.default_ip()
+        self.client = Client(client_config(cfg))
+        ncfg = NodeConfig(name=cfg.node_name, node_ip=node_ip, kubelet_port=cfg.kubelet_port,
+                          data_dir=str(cfg.data_dir), labels=cfg.labels,
+                          runtime_version=f"{version.runtime_name}://{version.runtime_version}")
+        self.reporter = NodeReporter(self.client, ncfg)
+        await self.reporter.register()
+        self.reporter.start()
+        cidr = await self.reporter.wait_pod_cidr(cfg.pod_cidr_wait) or cfg.pod_cidr
+        if self.containerd:
+            network.write_conflist(self.containerd.cni_conf, cidr, bridge=cfg.cni_bridge,
+                                   name=f"kyb-{cfg.cni_bridge}",
+                                   ipam_dir=str(cfg.data_dir / "cni" / "networks"))
+        log.info("node %s: %s, pod CIDR %s", cfg.node_name, ncfg.runtime_version, cidr)
+        self.workers = PodWorkers(self.client, self.cri, node_name=cfg.node_name, host_ip=node_ip,
+                                  logs_root=str(cfg.data_dir / "pods"),
+                                  cluster_dns=cfg.cluster_dns,
+                                  allocatable=lambda: (self.reporter.node.get("status") or {})
+                                  .get("allocatable") or {})
+        cert, key, ca = self._serving_cert(node_ip)
+        self.server = KubeletServer(self.cri, lambda: list(self.workers.pods.values()),
+                                    port=cfg.kubelet_port, cert=cert, key=key, ca=ca)
+        await self.server.start()
+        self.factory = InformerFactory(self.client)
+        pods = self.factory.informer(PODS, field_selector=f"spec.nodeName={cfg.node_name}")
+        pods.add_handler(self.workers.upsert, lambda old, new: self.workers.upsert(new),
+                         self.workers.remove)
+        self.factory.start()
+        self.workers.start()
+        await self.factory.wait_for_sync()
+        self.workers.mark_synced()
+        log.info("agent ready: kubelet API on :%d", cfg.kubelet_port)
+
+    def _serving_cert(self, node_ip: str) -> tuple[Path | None, Path | None, Path | None]:
+        ca_dir = find_ca_dir(self.cfg)
+        pki = self.cfg.data_dir / "pki"
+        pki.mkdir(exist_ok=True)
+        if ca_dir is None:
+            # No CA key here: a self-signed certificate (the API server must skip verification).
+            from kybernetes.apiserver.certs import CertificateAuthority
+            own = CertificateAuthority(pki / "self")
+            cert_pem, key_pem = own.issue(self.cfg.node_name, ips=(node_ip,),
+                                          dns_names=(self.cfg.node_name,), server=True)
+            ca_file = None
+        else:
+            from kybernetes.apiserver.certs import CertificateAuthority
+            from kybernetes.apiserver.proxy import kubelet_serving_cert
+            ca = CertificateAuthority(ca_dir)
+            cert_pem, key_pem = kubelet_serving_cert(ca, self.cfg.node_name,
+                                                     (node_ip, self.cfg.node_name))
+            ca_file = ca.cert_path
+        cert, key = pki / "kubelet.crt", pki / "kubelet.key"
+        cert.write_bytes(cert_pem)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key_pem)
+        return cert, key, ca_file
+
+    async def _import_images(self) -> None:
+        """The built-in pause and busybox images, then every tarball in DATA/images (k3s'
+        air-gap convention)."""
+        built = self.cfg.data_dir / "images-builtin"
+        tars = []
+        for name, build in (("pause.tar", images.build_pause), ("busybox.tar", images.build_busybox)):
+            path = built / name
+            if not path.exists():
+                await asyncio.to_thread(build, path)
+            tars.append(path)
+        extra = self.cfg.data_dir / "images"
+        if extra.is_dir():
+            tars += sorted(p for p in extra.iterdir() if p.name.endswith((".tar", ".tar.gz")))
+        for t in tars:
+            try:
+                await self.containerd.ctr("images", "import", str(t))
+            except RuntimeError as e:
+                log.warning("importing %s: %s", t, e)
+
+    async def stop(self, remove_pods: bool = False) -> None:
+        if self.factory:
+            await self.factory.stop()
+        if self.workers:
+            await self.workers.stop()
+            if remove_pods:
+                await self.workers.kill_all()
+        if self.server:
+            await self.server.stop()
+        if self.reporter:
+            await self.reporter.stop()
+        if self.client:
+            await self.client.close()
+        if self.cri:
+            await self.cri.close()
+        if self.containerd:
+            await self.containerd.stop()
+
+
+async def run(cfg: AgentConfig, remove_pods_on_exit: bool = False) -> None:
+    agent = Agent(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await agent.start()
+        await stop.wait()
+    finally:
+        await agent.stop(remove_pods=remove_pods_on_exit)
+
+
+async def teardown(data_dir: Path, bridge: str | None = None) -> None:
+    """Remove every pod sandbox an agent left in its containerd (containers, network namespaces,
+    CNI state), then stop that containerd and drop the pod bridge: a node's uninstall."""
+    c = Containerd(data_dir.resolve())
+    await c.start()
+    cri = CRI(c.endpoint)
+    try:
+        for sb in (await cri.list_pod_sandbox()).items:
+            try:
+                await cri.stop_pod_sandbox(pod_sandbox_id=sb.id)
+                await cri.remove_pod_sandbox(pod_sandbox_id=sb.id)
+            except CRIError as e:
+                log.warning("removing sandbox %s: %s", sb.id[:12], e.details)
+    finally:
+        await cri.close()
+        await c.stop()
+    if bridge:
+        p = await asyncio.create_subprocess_exec("ip", "link", "del", bridge,
+                                                 stderr=asyncio.subprocess.DEVNULL)
+        await p.wait()

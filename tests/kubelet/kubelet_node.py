@@ -1,0 +1,90 @@
+"""Helpers for the node tests: an API server, `kyb agent` with its own containerd, kubectl 1.33."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _load_root():
+    # The shared helpers (start_apiserver, Kubectl, ...) live in tests/conftest.py; load them
+    # under their own name so that this conftest does not shadow them.
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "kyb_tests_root", Path(__file__).resolve().parents[1] / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+root = _load_root()
+
+NODE = "kyb-test-node"
+BRIDGE = "kybt0"
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    for tool in ("containerd", "runc", "ctr", "busybox"):
+        if not shutil.which(tool) and not Path(f"/bin/{tool}").exists():
+            return f"{tool} is not installed"
+    if not Path("/usr/lib/cni/bridge").exists():
+        return "containernetworking-plugins is not installed"
+    if root.kubectl_binary("1.33") is None:
+        return "kubectl 1.33 is not installed"
+    return None
+
+
+class Node:
+    def __init__(self, base: Path):
+        self.base = base
+        self.api = root.start_apiserver(base / "api")
+        self.data_dir = base / "agent"
+        self.port = root.free_port()
+        self.proc: subprocess.Popen | None = None
+        self.kubectl = root.Kubectl(root.kubectl_binary("1.33"), self.api.kubeconfig,
+                                    base / "kubectl-cache")
+
+    def start_agent(self) -> None:
+        readies = self.log().count("agent ready")
+        self.proc = root.start_component(
+            ["agent", "--kubeconfig", str(self.api.kubeconfig), "--data-dir", str(self.data_dir),
+             "--kubelet-port", str(self.port), "--node-name", NODE, "--node-ip", "127.0.0.1",
+             "--cni-bridge", BRIDGE, "--pod-cidr", "10.243.0.0/24"],
+            self.base / "agent.log")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log()
+            if self.log().count("agent ready") > readies:
+                return
+            time.sleep(0.2)
+        raise AssertionError("agent not ready:\n" + self.log())
+
+    def stop_agent(self) -> None:
+        if self.proc:
+            root.stop_process(self.proc, timeout=30)
+            self.proc = None
+
+    def log(self) -> str:
+        p = self.base / "agent.log"
+        return p.read_text() if p.exists() else ""
+
+
+def wait_for(fn, timeout: float = 60, interval: float = 0.3, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
