@@ -6,9 +6,10 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from kybernetes.api import defaults, errors, names, schemas, validation
+from kybernetes.api import crdschema, defaults, errors, schemas, validation
 from kybernetes.api.registry import Resource
 
+from . import convert
 from .objects import new_uid, now_rfc3339
 
 # Kinds whose metadata.generation tracks spec changes (their strategies set it upstream).
@@ -35,6 +36,14 @@ class Fields:
 
 def tracks_generation(r: Resource) -> bool:
     return (r.group, r.plural) in _GENERATION or r.schema is not None
+
+
+# Kinds whose creator reports status in the same write (the kubelet registers its Node so).
+_KEEP_STATUS_ON_CREATE = {("", "nodes")}
+# Status writes of these kinds may change metadata other than labels (upstream's apps status
+# strategies reset only spec and labels; the deployment controller writes annotations so).
+_STATUS_KEEPS_META = {("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets"),
+                      ("apps", "daemonsets")}
 
 
 def has_status(r: Resource) -> bool:
@@ -65,7 +74,7 @@ def field_check(r: Resource, obj: dict, mode: str) -> list[str]:
         raise errors.bad_request(
             f'fieldValidation must be one of "Ignore", "Warn", or "Strict", got "{mode}"')
     if r.schema is not None:
-        return []
+        return _prune(r, obj, mode)
     walked = schemas.check(r.api_version, r.kind, obj)
     if walked is None:
         return []
@@ -77,24 +86,56 @@ def field_check(r: Resource, obj: dict, mode: str) -> list[str]:
         return []
     msgs = [f'unknown field "{f}"' for f in walked.unknown_fields]
     if mode == "Strict":
-        raise errors.bad_request("strict decoding error: " + ", ".join(msgs))
+        raise _strict_error(r, msgs)
     return msgs
+
+
+def _prune(r: Resource, obj: dict, mode: str) -> list[str]:
+    """Custom resources: unknown fields are dropped (Strict: refused, Warn: reported)."""
+    dropped = crdschema.prune(r.schema, obj)
+    if mode == "Ignore" or not dropped:
+        return []
+    msgs = [f'unknown field "{f}"' for f in dropped]
+    if mode == "Strict":
+        raise _strict_error(r, msgs)
+    return msgs
+
+
+def _strict_error(r: Resource, msgs: list[str]) -> errors.ApiError:
+    # kube's decoder wording, e.g. `Widget in version "v1" cannot be handled as a Widget: ...`
+    return errors.bad_request(f'{r.kind} in version "{r.version}" cannot be handled as a '
+                              f'{r.kind}: strict decoding error: ' + ", ".join(msgs))
 
 
 def apply_defaults(r: Resource, obj: dict) -> None:
     if r.schema is None:
         defaults.apply(r.api_version, r.kind, obj)
+        if (r.group, r.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
+            crdschema.crd_defaults(obj)
+    else:
+        crdschema.apply_defaults(r.schema, obj)
 
 
 def validate(r: Resource, obj: dict, old: dict | None) -> None:
+    """Validate in the request's version, then turn `obj` (in place) into the stored version:
+    this is the last step before every write."""
     meta = obj["metadata"]
     if r.schema is not None:
-        causes = _validate_meta(meta)
+        causes = validation.validate_object_meta(r.kind, meta)
+        if old is not None and isinstance(old.get("metadata"), dict):
+            causes += validation.validate_object_meta_update(meta, old["metadata"])
+        causes += crdschema.validate(r.schema, obj)
     else:
         causes = validation.validate(r.api_version, r.kind, obj, old=old, strict=False).errors
+        if (r.group, r.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
+            causes += crdschema.validate_crd(obj, old)
     if causes:
         raise errors.invalid(r.kind, meta.get("name") or meta.get("generateName", ""),
                              _dedupe(causes), r.group)
+    stored = convert.to_storage(r, obj)
+    if stored is not obj:
+        obj.clear()
+        obj.update(stored)
 
 
 def _dedupe(causes: list[dict]) -> list[dict]:
@@ -105,17 +146,6 @@ def _dedupe(causes: list[dict]) -> list[dict]:
             seen.add(k)
             out.append(c)
     return out
-
-
-def _validate_meta(meta: dict) -> list[dict]:
-    """Custom resources: names are DNS subdomains (built-in kinds: validation.validate)."""
-    name = meta.get("name")
-    if not name:
-        return [{"reason": "FieldValueRequired", "field": "metadata.name",
-                 "message": "Required value: name or generateName is required"}]
-    return [{"reason": "FieldValueInvalid", "field": "metadata.name",
-             "message": f'Invalid value: "{name}": {msg}'}
-            for msg in names.name_is_dns_subdomain(name, False)]
 
 
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # upstream's: no vowels, no confusable digits
@@ -147,7 +177,7 @@ def prepare_create(r: Resource, obj: dict, namespace: str | None) -> None:
     meta["creationTimestamp"] = now_rfc3339()
     if tracks_generation(r):
         meta["generation"] = 1
-    if has_status(r) and r.schema is None:
+    if has_status(r) and (r.group, r.plural) not in _KEEP_STATUS_ON_CREATE:
         obj.pop("status", None)
     _KIND_CREATE.get((r.group, r.plural), _noop)(obj)
 
@@ -169,8 +199,13 @@ def prepare_update(r: Resource, obj: dict, old: dict, subresource: str | None) -
     if subresource == "status":
         # Status writes change status only (metav1.ResetObjectMetaForStatus keeps the rest).
         new_status = obj.get("status")
+        new_meta = obj.get("metadata")
         obj.clear()
         obj.update(copy.deepcopy(old))
+        if (r.group, r.plural) in _STATUS_KEEPS_META:
+            obj["metadata"] = dict(new_meta, labels=copy.deepcopy(old_meta.get("labels")))
+            if obj["metadata"]["labels"] is None:
+                del obj["metadata"]["labels"]
         if new_status is None:
             obj.pop("status", None)
         else:
@@ -220,6 +255,11 @@ def _namespace_update(obj: dict, old: dict) -> None:
         obj["spec"] = copy.deepcopy(old["spec"])
 
 
-_KIND_CREATE = {("", "pods"): _pod_create, ("", "namespaces"): _namespace_create,
+def _volume_create(obj: dict) -> None:
+    obj["status"] = {"phase": "Pending"}
+
+
+_KIND_CREATE = {("", "pods"): _pod_create, ("", "persistentvolumes"): _volume_create,
+                ("", "persistentvolumeclaims"): _volume_create, ("", "namespaces"): _namespace_create,
                 ("batch", "jobs"): _job_create}
 _KIND_UPDATE = {("", "namespaces"): _namespace_update}

@@ -187,6 +187,26 @@ class CrdHooks(Hooks):
 
         await self.rest.objects.update(crds, None, name, mutate)
 
+    async def after_delete(self, obj: dict) -> None:
+        """The CRD is gone: so are its custom resources (upstream's customresourcecleanup
+        finalizer does this before the CRD goes; here it happens right after)."""
+        resources = crd_resources(obj)
+        if not resources:
+            return
+        r = resources[0]
+        store = self.rest.objects.store
+        # Every version shares one key prefix; each delete is a DELETED event for watchers.
+        res = await store.range(r.key_prefix(), limit=500)
+        while True:
+            for kv in res.kvs:
+                try:
+                    await store.delete(kv.key)
+                except KeyNotFoundError:
+                    pass
+            if not res.more or not res.kvs:
+                break
+            res = await store.range(r.key_prefix(), limit=500, start_after=res.kvs[-1].key)
+
 
 def sync_crds(registry: Registry, event_type: str, crd: dict, prev: dict | None) -> None:
     """Keep the registry in step with CRD objects (also after a restart: the cache replays)."""

@@ -12,7 +12,7 @@ from kybernetes.api import errors, patch as patchlib, schemas
 from kybernetes.api.strategic import strategic_merge
 from kybernetes.api.registry import Resource
 
-from .request import (APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, _json, _yaml,
+from .request import (APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, _go_type, _json, _yaml,
                       bool_param, dry_run, require_object, MAX_BODY)
 
 APPLY = APPLY_PATCH
@@ -26,7 +26,12 @@ def decode_patch(raw: bytes, ctype: str):
     value = _json(raw)
     if ctype == JSON_PATCH:
         if not isinstance(value, list):
-            raise errors.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+            raise errors.bad_request(
+                f"json: cannot unmarshal {_go_type(value)} into Go value of type jsonpatch.Patch")
+        for op in value:
+            if not isinstance(op, dict):
+                raise errors.bad_request(
+                    f"json: cannot unmarshal {_go_type(op)} into Go value of type jsonpatch.Operation")
     else:
         require_object(value, "the patch")
     return value
@@ -57,9 +62,9 @@ def apply_patch(r: Resource, current: dict, patch, ctype: str) -> dict:
         else:
             ref = schema_ref(r)
             out = strategic_merge(current, patch, ref) if isinstance(ref, str) else patchlib.merge_patch(current, patch)
-    except patchlib.PatchError as e:
-        code = 422 if ctype == JSON_PATCH and "test" in str(e) else 400
-        if code == 422:
+    except (patchlib.PatchError, RecursionError) as e:
+        # kube: a JSON patch that decodes but does not apply is 422; other patch errors 400.
+        if ctype == JSON_PATCH:
             raise errors.ApiError(422, "Invalid", str(e)) from None
         raise errors.bad_request(str(e)) from None
     if not isinstance(out, dict):
@@ -106,6 +111,12 @@ async def server_side_apply(rest, request: web.Request, r: Resource, ns: str | N
     manager = manager_name(request)
     force = bool_param(q, "force")
     applied = require_object(_yaml(raw) if raw.lstrip()[:1] != b"{" else _json(raw), "the apply patch")
+    if not applied.get("kind"):
+        raise errors.bad_request(f"Object 'Kind' is missing in '{raw[:200].decode(errors='replace')}'")
+    if applied.get("apiVersion") != r.api_version:
+        raise errors.bad_request(
+            "Incorrect version specified in apply patch. Specified patch version: "
+            f"{applied.get('apiVersion') or ''}, expected: {r.api_version}")
     admission.check_type(r, applied)
     meta = applied.get("metadata") or {}
     if meta.get("name") and meta["name"] != name:

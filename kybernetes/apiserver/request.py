@@ -83,7 +83,7 @@ def decode_body(body: bytes, content_type: str | None) -> dict:
             return protobuf.decode(body, omit_empty=True)
         except ValueError as e:
             raise errors.bad_request(f"the object provided is unrecognized: {e}") from None
-    if mt in ("", JSON, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH):
+    if mt in ("", JSON):
         return _json(body)
     if mt in (YAML, APPLY_PATCH, "application/x-yaml", "text/yaml"):
         return _yaml(body)
@@ -113,8 +113,44 @@ def _yaml(body: bytes):
 def require_object(value, what: str = "the request body") -> dict:
     if not isinstance(value, dict):
         raise errors.bad_request(
-            f"{what} must be a JSON object; got {type(value).__name__}")
+            f"{what} must be a JSON object; got {_go_type(value)}")
     return value
+
+
+def _go_type(value) -> str:
+    """How Go's decoder would name a JSON value that is not an object."""
+    if value is None:
+        return "null"
+    return {list: "array", str: "string", bool: "bool"}.get(type(value), "number")
+
+
+def decode_kind(body: bytes, content_type: str | None, kind: str,
+                api_versions: tuple[str, ...]) -> dict:
+    """A body that must be one fixed kind (Binding, Eviction, Scale, DeleteOptions, reviews):
+    an object of that kind whose fields have the right JSON types, else 400 as kube decodes."""
+    return check_kind(require_object(decode_body(body, content_type)), kind, api_versions)
+
+
+def check_kind(obj: dict, kind: str, api_versions: tuple[str, ...]) -> dict:
+    """api_versions[0] names the schema; an empty tuple after it means any apiVersion goes
+    (DeleteOptions is registered in every group version)."""
+    from kybernetes.api import schemas
+
+    got_kind, got_version = obj.get("kind"), obj.get("apiVersion")
+    if got_kind not in (None, "", kind):
+        raise errors.bad_request(
+            f'no kind "{got_kind}" is registered for version "{got_version}": '
+            f"expected {kind}")
+    if got_version not in (None, "") and len(api_versions) > 1 and got_version not in api_versions:
+        raise errors.bad_request(
+            f"the API version in the data ({got_version}) does not match the expected API "
+            f"version ({api_versions[0]})")
+    walked = schemas.check(api_versions[0], kind, obj)
+    if walked is not None and walked.decode_errors:
+        _, message, _ = walked.decode_errors[0]
+        version = api_versions[0].rsplit("/", 1)[-1]
+        raise errors.bad_request(f'{kind} in version "{version}" cannot be handled as a {kind}: {message}')
+    return obj
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ from . import certs, discovery, kinds
 from .authn import PUBLIC_PATHS, Authenticator, TokenFile, User
 from .objects import Objects
 from .satokens import TokenSigner
-from .request import parse_path
+from .request import MAX_BODY, parse_path
 from .rest import Rest, json_response
 from .subresources import Subresources
 from .watchcache import WatchCache
@@ -101,7 +101,7 @@ class ApiServer:
         nodes_r = self.registry.get("", "v1", "nodes")
         self.node_proxy = NodeProxy(self.ca, lambda n: self.objects.get(nodes_r, None, n))
         await self._bootstrap()
-        app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[self._middleware])
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._middleware])
         app.router.add_route("*", "/{tail:.*}", self._route)
         self.runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self.runner.setup()
@@ -238,8 +238,12 @@ class ApiServer:
         except errors.ApiError as e:
             code = e.code
             return json_response(e.status(), e.code)
-        except web.HTTPException:
-            raise
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            # aiohttp's own refusals (body over the limit, ...) answer as a Status too.
+            code = e.status
+            return json_response(_http_error(e).status(), e.status)
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as e:  # a bug: say so as a Status, keep serving
@@ -332,6 +336,8 @@ class ApiServer:
                 raise errors.method_not_allowed()
             return await self.subs.review(request, r, request[USER], authorize)
         if r.plural == "bindings" and not r.group:
+            if ns is None:  # namespaced and not listable: no cluster-wide path exists
+                raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
             if method != "POST":
                 raise errors.method_not_allowed()
             return await self.subs.binding(request, ns, None)
@@ -381,6 +387,15 @@ class ApiServer:
         if method == "DELETE":
             return await rest.delete(request, r, ns, name)
         raise errors.method_not_allowed()
+
+
+def _http_error(e: web.HTTPException) -> errors.ApiError:
+    if e.status == 413:
+        return errors.too_large()
+    reasons = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed",
+               415: "UnsupportedMediaType", 431: "RequestHeaderFieldsTooLarge"}
+    return errors.ApiError(e.status, reasons.get(e.status, e.reason.replace(" ", "")),
+                           e.text or e.reason)
 
 
 def _metric_resource(path: str) -> str:

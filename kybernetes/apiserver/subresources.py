@@ -13,8 +13,11 @@ from kybernetes.api.registry import Resource
 from . import admission, patching
 from .authn import User
 from .objects import now_rfc3339
-from .request import decode_body, dry_run, media_type, parse_accept, require_object
+from .request import check_kind, decode_kind, dry_run, media_type, parse_accept, require_object
 from .rest import Rest, json_response
+
+_SCALE_KIND = ("Scale", ("autoscaling/v1",))
+_EVICTION_VERSIONS = ("policy/v1", "policy/v1beta1")
 
 # Where replicas and the selector live, for kinds with a scale subresource.
 _SCALE = {"spec": "spec.replicas", "status": "status.replicas", "selector": "spec.selector"}
@@ -100,7 +103,7 @@ class Subresources:
         async def mutate(current: dict) -> dict:
             scale = to_scale(r, current)
             if method == "PUT":
-                new_scale = require_object(decode_body(raw, request.headers.get("Content-Type")))
+                new_scale = decode_kind(raw, request.headers.get("Content-Type"), *_SCALE_KIND)
                 want_rv = (new_scale.get("metadata") or {}).get("resourceVersion")
                 if want_rv and want_rv != current["metadata"]["resourceVersion"]:
                     raise errors.conflict(r.plural, name, r.group)
@@ -113,7 +116,10 @@ class Subresources:
                     new_scale = (patchlib.json_patch(scale, p) if ctype == patching.JSON_PATCH
                                  else patchlib.merge_patch(scale, p))
                 except patchlib.PatchError as e:
+                    if ctype == patching.JSON_PATCH:
+                        raise errors.ApiError(422, "Invalid", str(e)) from None
                     raise errors.bad_request(str(e)) from None
+                check_kind(require_object(new_scale, "the patched Scale"), *_SCALE_KIND)
             replicas = (new_scale.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise errors.invalid("Scale", name, [{
@@ -129,7 +135,8 @@ class Subresources:
         return json_response(to_scale(r, out))
 
     async def _finalize(self, request: web.Request, r: Resource, name: str) -> web.Response:
-        body = require_object(decode_body(await request.read(), request.headers.get("Content-Type")))
+        body = decode_kind(await request.read(), request.headers.get("Content-Type"),
+                           "Namespace", ("v1",))
         finalizers = (body.get("spec") or {}).get("finalizers") or []
 
         async def mutate(current: dict) -> dict:
@@ -147,7 +154,8 @@ class Subresources:
 
     async def binding(self, request: web.Request, ns: str, pod_name: str | None) -> web.Response:
         """pods/NAME/binding or bindings: set spec.nodeName once (the scheduler's write)."""
-        body = require_object(decode_body(await request.read(), request.headers.get("Content-Type")))
+        body = decode_kind(await request.read(), request.headers.get("Content-Type"),
+                           "Binding", ("v1",))
         name = pod_name or (body.get("metadata") or {}).get("name")
         target = (body.get("target") or {}).get("name")
         if not name or not target:
@@ -179,9 +187,10 @@ class Subresources:
                               "status": "Success", "code": 201}, 201)
 
     async def eviction(self, request: web.Request, ns: str, name: str) -> web.Response:
-        body = require_object(decode_body(await request.read(), request.headers.get("Content-Type")))
+        body = decode_kind(await request.read(), request.headers.get("Content-Type"),
+                           "Eviction", _EVICTION_VERSIONS)
         pods = self.rest.registry.get("", "v1", "pods")
-        opts = body.get("deleteOptions") or {}
+        opts = dict(body.get("deleteOptions") or {})
         if dry_run(request.query):
             opts["dryRun"] = ["All"]
         await self.rest.delete_one(pods, ns, name, opts)
@@ -190,7 +199,8 @@ class Subresources:
 
     async def token(self, request: web.Request, r: Resource, ns: str, name: str) -> web.Response:
         """serviceaccounts/NAME/token: a TokenRequest answered with a signed JWT."""
-        body = require_object(decode_body(await request.read(), request.headers.get("Content-Type")))
+        body = decode_kind(await request.read(), request.headers.get("Content-Type"),
+                           "TokenRequest", ("authentication.k8s.io/v1",))
         sa = await self.rest.objects.get(r, ns, name)
         spec = body.get("spec") or {}
         seconds = spec.get("expirationSeconds") or 3600
@@ -213,7 +223,8 @@ class Subresources:
         return json_response(out, 201)
 
     async def review(self, request: web.Request, r: Resource, user: User, authz) -> web.Response:
-        body = require_object(decode_body(await request.read(), request.headers.get("Content-Type")))
+        body = decode_kind(await request.read(), request.headers.get("Content-Type"),
+                           r.kind, (r.api_version,))
         admission.check_type(r, body)
         out = copy.deepcopy(body)
         out.setdefault("metadata", {})["creationTimestamp"] = None

@@ -7,6 +7,7 @@ once and its encodings (JSON, Table rows) are cached on the event, not made once
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -25,6 +26,11 @@ def decode(value: bytes, mod_revision: int) -> dict:
     obj = orjson.loads(value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(mod_revision)
     return obj
+
+
+def _after(prefix: str) -> str:
+    """The least string greater than every string that starts with prefix."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 @dataclass(slots=True)
@@ -72,6 +78,8 @@ class WatchCache:
     def __init__(self, store: Store, *, history: int = 50_000):
         self.store = store
         self.objects: dict[str, dict] = {}
+        self._keys: list[str] = []  # self.objects' keys, sorted: a list is a bisect, not a scan
+        self._encoded: dict[str, tuple[dict, bytes]] = {}  # JSON of listed objects, reused
         self.revision = 0
         self.history: deque[CachedEvent] = deque(maxlen=history)
         self.watchers: set[Watcher] = set()
@@ -108,6 +116,8 @@ class WatchCache:
                 break
             start_after = res.kvs[-1].key
         self.objects = objects
+        self._keys = sorted(objects)
+        self._encoded.clear()
         self.revision = revision
         self.history.clear()
         self.ready.set()
@@ -137,15 +147,19 @@ class WatchCache:
         key = ev.kv.key
         rev = ev.kv.mod_revision
         prev = self.objects.get(key)
+        self._encoded.pop(key, None)
         if ev.type == "PUT":
             obj = decode(ev.kv.value, rev)
             self.objects[key] = obj
+            if prev is None:
+                bisect.insort(self._keys, key)
             ce = CachedEvent("MODIFIED" if prev is not None else "ADDED", key, rev, obj, prev)
         else:
             if prev is None:
                 self.revision = rev
                 return
             del self.objects[key]
+            del self._keys[bisect.bisect_left(self._keys, key)]
             last = dict(prev)
             last["metadata"] = dict(prev["metadata"], resourceVersion=str(rev))
             ce = CachedEvent("DELETED", key, rev, last, prev)
@@ -175,12 +189,29 @@ class WatchCache:
         await self.wait_for(current)
 
     def list(self, prefix: str) -> tuple[list[tuple[str, dict]], int]:
-        items = [(k, o) for k, o in self.objects.items() if k.startswith(prefix)]
-        items.sort(key=lambda kv: kv[0])
-        return items, self.revision
+        """(key, object) under prefix, in key order, and the revision they are at."""
+        objects = self.objects
+        return [(k, objects[k]) for k in self.keys(prefix)], self.revision
+
+    def keys(self, prefix: str) -> list[str]:
+        keys = self._keys
+        lo = bisect.bisect_left(keys, prefix)
+        hi = bisect.bisect_left(keys, _after(prefix), lo) if prefix else len(keys)
+        return keys[lo:hi]
 
     def get(self, key: str) -> dict | None:
         return self.objects.get(key)
+
+    def encoded(self, key: str, obj: dict) -> bytes:
+        """orjson.dumps(obj), kept while obj is the cached object at key: a list of N objects
+        costs N joins, not N encodes, until they change."""
+        hit = self._encoded.get(key)
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        data = orjson.dumps(obj)
+        if self.objects.get(key) is obj:
+            self._encoded[key] = (obj, data)
+        return data
 
     def oldest_revision(self) -> int:
         """The oldest revision a watch can start after without missing events."""
@@ -194,12 +225,19 @@ class WatchCache:
         w = Watcher(prefix)
         if after_revision is None:
             initial = [CachedEvent("ADDED", k, int(o["metadata"]["resourceVersion"]), o, None)
-                       for k, o in sorted(self.objects.items()) if k.startswith(prefix)]
+                       for k, o in self.list(prefix)[0]]
         else:
             if after_revision < self.oldest_revision():
                 raise CompactedError(after_revision, self.oldest_revision())
-            initial = [e for e in self.history
-                       if e.revision > after_revision and e.key.startswith(prefix)]
+            # Newest first, stopping at after_revision: a resumed watch is usually recent,
+            # and the history holds up to 50,000 events.
+            initial = []
+            for e in reversed(self.history):
+                if e.revision <= after_revision:
+                    break
+                if e.key.startswith(prefix):
+                    initial.append(e)
+            initial.reverse()
         self.watchers.add(w)
         return w, initial
 
