@@ -4,7 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= $(CURDIR)/data
-APT_PACKAGES := etcd-server etcd-client containerd runc containernetworking-plugins iptables nftables conntrack busybox-static iproute2
+APT_PACKAGES := etcd-server etcd-client containerd runc containernetworking-plugins iptables nftables conntrack busybox-static iproute2 bsdutils util-linux debootstrap docker-registry skopeo
 STAMP := $(VENV)/.installed
 
 .PHONY: up test deps apt venv bench clean

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 
 from kybernetes.api import crdschema, defaults, errors, schemas, validation
@@ -82,12 +83,30 @@ def field_check(r: Resource, obj: dict, mode: str) -> list[str]:
         _, message, _ = walked.decode_errors[0]
         raise errors.bad_request(
             f'{r.kind} in version "{r.version}" cannot be handled as a {r.kind}: {message}')
-    if mode == "Ignore" or not walked.unknown_fields:
+    if not walked.unknown_fields:
         return []
     msgs = [f'unknown field "{f}"' for f in walked.unknown_fields]
     if mode == "Strict":
         raise _strict_error(r, msgs)
-    return msgs
+    for path in walked.unknown_fields:  # the decoder drops what it does not know
+        _drop_path(obj, path)
+    return [] if mode == "Ignore" else msgs
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _drop_path(obj, path: str) -> None:
+    """Remove `spec.template.spec.containers[0].imagee` from obj, if it is there."""
+    parts = [int(i) if i else k for k, i in _PATH_PART.findall(path)]
+    cur = obj
+    for part in parts[:-1]:
+        try:
+            cur = cur[part]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(cur, dict):
+        cur.pop(parts[-1], None)
 
 
 def _prune(r: Resource, obj: dict, mode: str) -> list[str]:

@@ -25,6 +25,9 @@ _PORT_KEYS = "/registry/ranges/servicenodeports/"
 
 
 class Hooks:
+    async def admit(self, obj: dict) -> None:
+        """Mutating admission of a new object, before it is validated."""
+
     async def before_create(self, obj: dict) -> None:
         pass
 
@@ -33,6 +36,18 @@ class Hooks:
 
     async def after_delete(self, obj: dict) -> None:
         pass
+
+
+class PodHooks(Hooks):
+    """Pods pass the Priority, DefaultTolerationSeconds and ServiceAccount admissions."""
+
+    def __init__(self, priority_classes):
+        self.priority_classes = priority_classes  # () -> list of PriorityClass objects
+
+    async def admit(self, obj: dict) -> None:
+        from .admission_plugins import admit_pod
+
+        admit_pod(obj, self.priority_classes())
 
 
 class ServiceHooks(Hooks):

@@ -12,6 +12,7 @@ from kybernetes.api import errors, patch as patchlib, schemas
 from kybernetes.api.strategic import strategic_merge
 from kybernetes.api.registry import Resource
 
+from . import convert
 from .request import (APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, _go_type, _json, _yaml,
                       bool_param, dry_run, require_object, MAX_BODY)
 
@@ -143,11 +144,19 @@ async def server_side_apply(rest, request: web.Request, r: Resource, ns: str | N
             await rest._namespace_open(ns)
         admission.apply_defaults(r, obj)
         admission.prepare_create(r, obj, ns)
+        hooks = rest.hooks(r)
+        if hooks:
+            await hooks.admit(obj)
         admission.validate(r, obj, None)
+        if hooks:
+            await hooks.before_create(obj)
         out = await rest.objects.create(r, obj, dry_run=dry_run(q))
+        if hooks and not dry_run(q):
+            await hooks.after_create(out)
         return rest.output(r, out, accept, 201, warnings)
 
     async def mutate(current: dict) -> dict:
+        current = convert.from_storage(r, current)
         new = run(current)
         admission.apply_defaults(r, new)
         admission.prepare_update(r, new, current, None)

@@ -300,8 +300,10 @@ class Rest:
             await self._namespace_open(ns)
         admission.apply_defaults(r, obj)
         admission.prepare_create(r, obj, ns)
-        admission.validate(r, obj, None)
         hooks = self.hooks(r)
+        if hooks:
+            await hooks.admit(obj)
+        admission.validate(r, obj, None)
         if hooks:
             await hooks.before_create(obj)
         patching.track_update(r, None, obj, request)
@@ -496,7 +498,7 @@ class Rest:
                     raise
         return json_response({"kind": r.list_kind, "apiVersion": r.api_version,
                               "metadata": {"resourceVersion": str(self.cache.revision)},
-                              "items": deleted})
+                              "items": [convert.from_storage(r, o) for o in deleted]})
 
 
 class _WatchStream:
@@ -569,7 +571,10 @@ def _partial(obj: dict) -> dict:
 def _warning_headers(warnings: list[str] | None) -> dict | None:
     if not warnings:
         return None
-    return {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)}
+    def quoted(w: str) -> str:
+        return w.replace("\\", "\\\\").replace('"', '\\"')
+
+    return {"Warning": ", ".join(f'299 - "{quoted(w)}"' for w in warnings)}
 
 
 def _rv(value: str) -> int:

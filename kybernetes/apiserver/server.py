@@ -92,6 +92,7 @@ class ApiServer:
         self.rest = Rest(self.registry, self.objects, self.cache)
         self.rest.kind_hooks = {
             ("", "services"): kinds.ServiceHooks(self.store),
+            ("", "pods"): kinds.PodHooks(self._priority_classes),
             ("apiextensions.k8s.io", "customresourcedefinitions"): kinds.CrdHooks(self.registry, self.rest),
         }
         self.subs = Subresources(self.rest)
@@ -124,6 +125,11 @@ class ApiServer:
             await self.cache.stop()
         if self.store:
             await self.store.close()
+
+    def _priority_classes(self) -> list[dict]:
+        r = self.registry.get("scheduling.k8s.io", "v1", "priorityclasses")
+        items, _ = self.cache.list(r.key_prefix())
+        return [o for _, o in items]
 
     def _on_event(self, ev) -> None:
         if ev.key.startswith("/registry/apiextensions.k8s.io/customresourcedefinitions/"):
@@ -188,8 +194,25 @@ class ApiServer:
     # ---- bootstrap ----
 
     async def _bootstrap(self) -> None:
-        """The namespaces and the `kubernetes` Service every cluster has."""
+        """The namespaces, system PriorityClasses and `kubernetes` Service every cluster has."""
         from . import admission
+        from .admission_plugins import SYSTEM_PRIORITY_CLASSES
+
+        pc_r = self.registry.get("scheduling.k8s.io", "v1", "priorityclasses")
+        for name, value in SYSTEM_PRIORITY_CLASSES.items():
+            if self.cache.get(pc_r.key(None, name)) is None:
+                pc = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                      "metadata": {"name": name}, "value": value, "preemptionPolicy": "PreemptLowerPriority",
+                      "description": "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."
+                      if name == "system-cluster-critical" else
+                      "Used for system critical pods that must not be moved from their current node."}
+                admission.apply_defaults(pc_r, pc)
+                admission.prepare_create(pc_r, pc, None)
+                try:
+                    await self.objects.create(pc_r, pc)
+                except errors.ApiError as e:
+                    if e.code != 409:
+                        raise
 
         ns_r = self.registry.get("", "v1", "namespaces")
         for name in DEFAULT_NAMESPACES:
