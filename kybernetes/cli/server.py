@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -144,26 +145,23 @@ def components_for(data_dir: Path, port: int, bind: str, etcd: str, disable: set
     if etcd:
         api_args += ["--etcd-endpoints", etcd]
     out = [Component("apiserver", api_args, needs_kubeconfig=False)]
+    node = socket.gethostname().lower()
     optional = [
         ("controller-manager", ["controller-manager", "--kubeconfig", kubeconfig]),
         ("scheduler", ["scheduler", "--kubeconfig", kubeconfig]),
+        # The node side on this host, as k3s runs it: kubelet, overlay, service proxy, DNS.
+        ("agent", ["agent", "--kubeconfig", kubeconfig, "--node-name", node,
+                   "--data-dir", str(data_dir / "agent")]),
+        ("overlay", ["overlay", "--kubeconfig", kubeconfig, "--node-name", node]),
+        ("proxy", ["proxy", "--kubeconfig", kubeconfig, "--node-name", node]),
+        ("dns", ["dns", "--kubeconfig", kubeconfig, "--listen", "10.43.0.10:53"]),
     ]
+    node_side = {"agent", "overlay", "proxy", "dns"}
     for name, args in optional:
-        if name in disable:
-            continue
-        if name == "scheduler" and not _has_module("kybernetes.scheduler.main"):
+        if name in disable or (name in node_side and "agent" in disable):
             continue
         out.append(Component(name, args))
     return out
-
-
-def _has_module(name: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def main(args) -> int:

@@ -10,14 +10,18 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kybernetes.client import Client, ClientConfig, InformerFactory, load_kubeconfig
+from kybernetes.client import Client, ClientConfig, EventRecorder, InformerFactory, load_kubeconfig
+from kybernetes.network import masq
 
-from . import images, machine, network
+from . import machine, network
 from .containerd import Containerd
+from .mirror import ImageMirror
 from .cri.client import CRI, CRIError
 from .node import NodeConfig, NodeReporter, default_node_name
 from .podworkers import PODS, PodWorkers
 from .server import KubeletServer
+from .stats import StatsProvider
+from .volumes import VolumeManager
 
 log = logging.getLogger("kyb.kubelet")
 
@@ -38,6 +42,11 @@ class AgentConfig:
     ca_dir: Path | None = None
     cluster_dns: str | None = None
     cni_bridge: str = "cni0"
+    # Pod traffic leaving these ranges is masqueraded by our chain (kybernetes.network.masq)
+    # rather than by the CNI bridge plugin's ipMasq, which costs iptables runs per pod.
+    cluster_cidr: str | None = None
+    service_cidr: str = "10.43.0.0/16"
+    masquerade: bool = True
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -78,6 +87,8 @@ class Agent:
         self.reporter: NodeReporter | None = None
         self.server: KubeletServer | None = None
         self.factory: InformerFactory | None = None
+        self.recorder: EventRecorder | None = None
+        self.mirror: ImageMirror | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -89,6 +100,8 @@ class Agent:
         if not endpoint:
             self.containerd = Containerd(cfg.data_dir)
             await self.containerd.start()
+            self.mirror = ImageMirror(cfg.data_dir)
+            await self.mirror.start(self.containerd)
             await self._import_images()
             endpoint = self.containerd.endpoint
         self.cri = CRI(endpoint)
@@ -105,16 +118,23 @@ class Agent:
         if self.containerd:
             network.write_conflist(self.containerd.cni_conf, cidr, bridge=cfg.cni_bridge,
                                    name=f"kyb-{cfg.cni_bridge}",
-                                   ipam_dir=str(cfg.data_dir / "cni" / "networks"))
+                                   ipam_dir=str(cfg.data_dir / "cni" / "networks"),
+                                   masquerade=not cfg.masquerade)
+            if cfg.masquerade:
+                await masq.ensure(cfg.cluster_cidr or cidr, cfg.service_cidr)
         log.info("node %s: %s, pod CIDR %s", cfg.node_name, ncfg.runtime_version, cidr)
+        allocatable = lambda: (self.reporter.node.get("status") or {}).get("allocatable") or {}  # noqa: E731
+        self.recorder = EventRecorder(self.client, "kubelet", host=cfg.node_name)
         self.workers = PodWorkers(self.client, self.cri, node_name=cfg.node_name, host_ip=node_ip,
                                   logs_root=str(cfg.data_dir / "pods"),
-                                  cluster_dns=cfg.cluster_dns,
-                                  allocatable=lambda: (self.reporter.node.get("status") or {})
-                                  .get("allocatable") or {})
+                                  cluster_dns=cfg.cluster_dns, allocatable=allocatable,
+                                  volumes=VolumeManager(self.client, cfg.data_dir / "volumes",
+                                                        allocatable),
+                                  recorder=self.recorder)
         cert, key, ca = self._serving_cert(node_ip)
-        self.server = KubeletServer(self.cri, lambda: list(self.workers.pods.values()),
-                                    port=cfg.kubelet_port, cert=cert, key=key, ca=ca)
+        pods_of = lambda: list(self.workers.pods.values())  # noqa: E731
+        self.server = KubeletServer(self.cri, pods_of, port=cfg.kubelet_port, cert=cert, key=key,
+                                    ca=ca, stats=StatsProvider(self.cri, cfg.node_name, pods_of))
         await self.server.start()
         self.factory = InformerFactory(self.client)
         pods = self.factory.informer(PODS, field_selector=f"spec.nodeName={cfg.node_name}")
@@ -152,19 +172,12 @@ class Agent:
         return cert, key, ca_file
 
     async def _import_images(self) -> None:
-        """The built-in pause and busybox images, then every tarball in DATA/images (k3s'
-        air-gap convention)."""
-        built = self.cfg.data_dir / "images-builtin"
-        tars = []
-        for name, build in (("pause.tar", images.build_pause), ("busybox.tar", images.build_busybox)):
-            path = built / name
-            if not path.exists():
-                await asyncio.to_thread(build, path)
-            tars.append(path)
+        """Every tarball in DATA/images (k3s' air-gap convention); the built-in images come
+        from the mirror."""
         extra = self.cfg.data_dir / "images"
-        if extra.is_dir():
-            tars += sorted(p for p in extra.iterdir() if p.name.endswith((".tar", ".tar.gz")))
-        for t in tars:
+        if not extra.is_dir():
+            return
+        for t in sorted(p for p in extra.iterdir() if p.name.endswith((".tar", ".tar.gz"))):
             try:
                 await self.containerd.ctr("images", "import", str(t))
             except RuntimeError as e:
@@ -179,12 +192,16 @@ class Agent:
                 await self.workers.kill_all()
         if self.server:
             await self.server.stop()
+        if self.recorder:
+            await self.recorder.flush()
         if self.reporter:
             await self.reporter.stop()
         if self.client:
             await self.client.close()
         if self.cri:
             await self.cri.close()
+        if self.mirror:
+            await self.mirror.stop()
         if self.containerd:
             await self.containerd.stop()
 
@@ -218,6 +235,11 @@ async def teardown(data_dir: Path, bridge: str | None = None) -> None:
     finally:
         await cri.close()
         await c.stop()
+    await masq.remove()
+    volumes = data_dir.resolve() / "volumes"
+    if volumes.is_dir():  # tmpfs emptyDirs of pods that were not deleted through the API
+        for uid in VolumeManager(None, volumes).known():
+            await VolumeManager(None, volumes).teardown(uid)
     if bridge:
         p = await asyncio.create_subprocess_exec("ip", "link", "del", bridge,
                                                  stderr=asyncio.subprocess.DEVNULL)
