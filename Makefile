@@ -26,6 +26,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 up: deps
+	$(VENV)/bin/kyb image build --out $(DATA_DIR)/images-built  # cached after the first time
 	$(VENV)/bin/kyb server --data-dir $(DATA_DIR)
 
 test: deps
