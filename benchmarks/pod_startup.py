@@ -67,6 +67,15 @@ async def measure(kubeconfig: Path, n: int, concurrency: int) -> list[float]:
     client = Client.from_kubeconfig(kubeconfig)
     ns = "bench"
     await client.create(resource("v1", "Namespace"), {"metadata": {"name": ns}})
+    # Pods get the kube-api-access volume: wait for what the controllers put in a namespace.
+    for r, name in ((resource("v1", "ServiceAccount"), "default"),
+                    (resource("v1", "ConfigMap"), "kube-root-ca.crt")):
+        while True:
+            try:
+                await client.get(r, name, ns)
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
     created: dict[str, float] = {}
     running: dict[str, float] = {}
     _, rv = await client.list_all(PODS, ns)
@@ -119,13 +128,17 @@ def main() -> None:
     api = subprocess.Popen(py + ["apiserver", "--data-dir", str(base / "api"), "--secure-port",
                                  str(api_port)], stdout=open(base / "api.log", "wb"),
                            stderr=subprocess.STDOUT)
-    agent = None
+    agent = controllers = None
     try:
         kubeconfig = base / "api" / "kubeconfig.yaml"
         deadline = time.monotonic() + 30
         while not kubeconfig.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(1)
+        controllers = subprocess.Popen(py + [
+            "controller-manager", "--kubeconfig", str(kubeconfig), "--controllers",
+            "serviceaccount,root-ca-cert-publisher", "--leader-elect=false"],
+            stdout=open(base / "controllers.log", "wb"), stderr=subprocess.STDOUT)
         agent = subprocess.Popen(py + ["agent", "--kubeconfig", str(kubeconfig), "--data-dir",
                                        str(base / "agent"), "--kubelet-port", str(kubelet_port),
                                        "--node-name", NODE, "--node-ip", "127.0.0.1",
@@ -147,6 +160,9 @@ def main() -> None:
         if agent and agent.poll() is None:
             agent.send_signal(signal.SIGTERM)
             agent.wait(60)
+        if controllers and controllers.poll() is None:
+            controllers.send_signal(signal.SIGTERM)
+            controllers.wait(30)
         from kybernetes.kubelet.agent import teardown
         asyncio.run(teardown(base / "agent", BRIDGE))
         api.send_signal(signal.SIGTERM)

@@ -13,11 +13,11 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from kybernetes.api import errors
+from kybernetes.api import certificates, errors
 from kybernetes.api.registry import Registry
 from kybernetes.store import Store, open_store
 
-from . import certs, discovery, kinds
+from . import certs, csr, discovery, kinds
 from .authn import PUBLIC_PATHS, Authenticator, TokenFile, User
 from .objects import Objects
 from .satokens import TokenSigner
@@ -29,6 +29,7 @@ from .watchcache import WatchCache
 log = logging.getLogger("kyb.apiserver")
 
 USER = web.RequestKey("user", User)
+_PATH_INFO = web.RequestKey("path_info", object)
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _REVIEWS = {"selfsubjectaccessreviews", "subjectaccessreviews", "localsubjectaccessreviews",
             "selfsubjectrulesreviews", "selfsubjectreviews", "tokenreviews"}
@@ -56,6 +57,16 @@ class Metrics:
         self.latency = Histogram("apiserver_request_duration_seconds", "Request latency",
                                  ["verb"], registry=self.registry,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self._children: dict[tuple, tuple] = {}  # labels() validates and locks on every call
+
+    def observe(self, verb: str, resource: str, code: int, seconds: float) -> None:
+        key = (verb, resource, code)
+        pair = self._children.get(key)
+        if pair is None:
+            pair = self._children[key] = (self.requests.labels(verb, resource, str(code)),
+                                          self.latency.labels(verb))
+        pair[0].inc()
+        pair[1].observe(seconds)
 
 
 def authorize(user: User, attrs: dict) -> tuple[bool, str]:
@@ -94,6 +105,7 @@ class ApiServer:
             ("", "services"): kinds.ServiceHooks(self.store),
             ("", "pods"): kinds.PodHooks(self._priority_classes),
             ("apiextensions.k8s.io", "customresourcedefinitions"): kinds.CrdHooks(self.registry, self.rest),
+            ("certificates.k8s.io", "certificatesigningrequests"): csr.CsrHooks(),
         }
         self.subs = Subresources(self.rest)
         self._setup_auth()
@@ -151,6 +163,10 @@ class ApiServer:
             node_token.write_text(token + "\n")
             node_token.chmod(0o600)
             self.tokens.add(token, User("kyb:node-join", ("system:bootstrappers", "system:nodes")))
+        # The join token pins the CA for joining agents (k3s' form: K10<sha256 of /cacerts>::secret).
+        join = self.config.data_dir / "join-token"
+        join.write_text(f"K10{certificates.ca_hash(self.ca.pem)}::{node_token.read_text().strip()}\n")
+        join.chmod(0o600)
         self.signer = TokenSigner(self.config.data_dir / "tls" / "sa.key")
         self.authn = Authenticator(self.tokens, self._service_account_user)
         self.rest.token_lookup = self._token_user
@@ -180,6 +196,7 @@ class ApiServer:
         ctx.load_cert_chain(*map(str, self.serving))
         ctx.load_verify_locations(cafile=str(self.ca.cert_path))
         ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.options |= ssl.OP_NO_RENEGOTIATION  # authn reads a connection's certificate once
         return ctx
 
     def _write_kubeconfig(self) -> None:
@@ -250,11 +267,13 @@ class ApiServer:
         code = 500
         try:
             path = request.path
-            if not any(path == p or path.startswith(p + "/") for p in PUBLIC_PATHS):
+            if not any(path == p or path.startswith(p + "/") for p in PUBLIC_PATHS) \
+                    and path != "/cacerts":  # the CA bundle, public as in k3s (joins pin its hash)
                 user = self.authn.authenticate(request)
                 if user is None:
                     raise errors.unauthorized()
                 request[USER] = user
+                csr.REQUEST_USER.set(user)
             resp = await handler(request)
             code = resp.status
             return resp
@@ -274,8 +293,9 @@ class ApiServer:
             code = 500
             return json_response(errors.internal(str(e)).status(), 500)
         finally:
-            self.metrics.requests.labels(request.method, _metric_resource(request.path), str(code)).inc()
-            self.metrics.latency.labels(request.method).observe(time.perf_counter() - start)
+            info = request.get(_PATH_INFO)
+            self.metrics.observe(request.method, info.plural if info else "-", code,
+                                 time.perf_counter() - start)
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
@@ -285,6 +305,8 @@ class ApiServer:
             return web.Response(text="ok")
         if path == "/version":
             return json_response(discovery.KUBE_VERSION)
+        if path == "/cacerts" and request.method == "GET":
+            return web.Response(body=self.ca.pem, content_type="text/plain")
         if path == "/metrics":
             return web.Response(body=generate_latest(self.metrics.registry),
                                 content_type="text/plain")
@@ -295,6 +317,7 @@ class ApiServer:
         info = parse_path(path)
         if info is None:
             return self._discovery_doc(path)
+        request[_PATH_INFO] = info  # for the metrics, without parsing the path again
         return await self._resource(request, info)
 
     def _discovery_root(self, request: web.Request, core: bool) -> web.Response:
@@ -419,11 +442,6 @@ def _http_error(e: web.HTTPException) -> errors.ApiError:
                415: "UnsupportedMediaType", 431: "RequestHeaderFieldsTooLarge"}
     return errors.ApiError(e.status, reasons.get(e.status, e.reason.replace(" ", "")),
                            e.text or e.reason)
-
-
-def _metric_resource(path: str) -> str:
-    info = parse_path(path)
-    return info.plural if info else "-"
 
 
 async def serve(config: Config) -> None:

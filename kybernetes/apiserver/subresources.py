@@ -10,7 +10,7 @@ from aiohttp import web
 from kybernetes.api import errors
 from kybernetes.api.registry import Resource
 
-from . import admission, patching
+from . import admission, csr, patching
 from .authn import User
 from .objects import now_rfc3339
 from .request import check_kind, decode_kind, dry_run, media_type, parse_accept, require_object
@@ -88,6 +88,8 @@ class Subresources:
             return await self._scale(request, r, ns, name, method)
         if sub == "finalize" and r.plural == "namespaces" and method == "PUT":
             return await self._finalize(request, r, name)
+        if r.plural == "certificatesigningrequests" and sub in ("status", "approval"):
+            return await csr.write_subresource(self.rest, request, r, name, sub, method)
         if sub in ("status", "approval", "ephemeralcontainers", "resize"):
             target = "status" if sub in ("status", "approval") else None
             if method == "PUT":

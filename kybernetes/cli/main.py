@@ -32,6 +32,9 @@ def _controller_manager(args: argparse.Namespace) -> None:
     from kybernetes.controllers.manager import serve
 
     names = [n for n in (args.controllers or "").split(",") if n and n != "*"] or None
+    if args.cluster_signing_cert_file or args.cluster_signing_key_file:
+        from kybernetes.controllers import csrsigning
+        csrsigning.configure(args.cluster_signing_cert_file, args.cluster_signing_key_file)
     asyncio.run(serve(args.kubeconfig, names, leader_elect=args.leader_elect))
 
 
@@ -57,7 +60,8 @@ def _agent(args: argparse.Namespace) -> None:
         runtime_endpoint=args.container_runtime_endpoint, kubelet_port=args.kubelet_port,
         pod_cidr=args.pod_cidr, fail_swap_on=args.fail_swap_on,
         ca_dir=Path(args.ca_dir) if args.ca_dir else None, cluster_dns=args.cluster_dns,
-        cni_bridge=args.cni_bridge, labels=labels)
+        cni_bridge=args.cni_bridge, labels=labels, cluster_cidr=args.cluster_cidr,
+        service_cidr=args.service_cidr)
     try:
         asyncio.run(run(cfg, remove_pods_on_exit=args.remove_pods_on_exit))
     except SwapError as e:
@@ -248,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--kubeconfig", required=True)
     c.add_argument("--controllers", default="*", help="comma-separated names; * for all")
     c.add_argument("--leader-elect", default=True, type=lambda v: v.lower() != "false")
+    c.add_argument("--cluster-signing-cert-file", default=None,
+                   help="CA certificate (PEM) the csrsigning controller issues certificates with")
+    c.add_argument("--cluster-signing-key-file", default=None, help="that CA's private key (PEM)")
     c.set_defaults(func=_controller_manager)
 
     from kybernetes.sim.cli import add_arguments as sim_arguments
@@ -277,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ca-dir", default=None, help="cluster CA dir (ca.crt, ca.key) for the "
                    "serving certificate; default: tls/ next to the kubeconfig")
     g.add_argument("--cluster-dns", default=None)
+    g.add_argument("--cluster-cidr", default="10.42.0.0/16",
+                     help="pod traffic leaving it is masqueraded (the overlay uses the same)")
+    g.add_argument("--service-cidr", default="10.43.0.0/16")
     g.add_argument("--cni-bridge", default="cni0")
     g.add_argument("--remove-pods-on-exit", action="store_true",
                    help="remove every pod from the runtime when stopping")

@@ -147,7 +147,9 @@ def components_for(data_dir: Path, port: int, bind: str, etcd: str, disable: set
     out = [Component("apiserver", api_args, needs_kubeconfig=False)]
     node = socket.gethostname().lower()
     optional = [
-        ("controller-manager", ["controller-manager", "--kubeconfig", kubeconfig]),
+        ("controller-manager", ["controller-manager", "--kubeconfig", kubeconfig,
+                                "--cluster-signing-cert-file", str(data_dir / "tls" / "ca.crt"),
+                                "--cluster-signing-key-file", str(data_dir / "tls" / "ca.key")]),
         ("scheduler", ["scheduler", "--kubeconfig", kubeconfig]),
         # The node side on this host, as k3s runs it: kubelet, overlay, service proxy, DNS.
         ("agent", ["agent", "--kubeconfig", kubeconfig, "--node-name", node,

@@ -82,6 +82,8 @@ _BUILTIN = {
     "daemonset": "kybernetes.controllers.daemonset:DaemonSetController",
     "persistentvolume-binder": "kybernetes.controllers.persistentvolume:PersistentVolumeBinderController",
     "local-path-provisioner": "kybernetes.controllers.localpath:LocalPathProvisioner",
+    "csrapproving": "kybernetes.controllers.csrapproving:CSRApprovingController",
+    "csrsigning": "kybernetes.controllers.csrsigning:CSRSigningController",
 }
 for _name, _target in _BUILTIN.items():
     register(_name, _target)

@@ -14,6 +14,7 @@ from kybernetes.client import Client, ClientConfig, EventRecorder, InformerFacto
 from kybernetes.network import masq
 
 from . import machine, network
+from .bootstrap import BootstrapError, NodeCredentials
 from .containerd import Containerd
 from .mirror import ImageMirror
 from .cri.client import CRI, CRIError
@@ -55,16 +56,17 @@ class SwapError(RuntimeError):
 
 
 def client_config(cfg: AgentConfig) -> ClientConfig:
+    return load_kubeconfig(cfg.kubeconfig, user_agent=f"kubelet/{cfg.node_name}")
+
+
+def join_credentials(cfg: AgentConfig) -> NodeCredentials | None:
+    """Joining with --server/--token: the node's certificates come through CSRs (bootstrap.py)."""
     if cfg.kubeconfig:
-        return load_kubeconfig(cfg.kubeconfig, user_agent=f"kubelet/{cfg.node_name}")
+        return None
     if not (cfg.server and cfg.token):
         raise SystemExit("kyb agent: give --kubeconfig, or --server and --token")
-    # Joining with the node token: it authenticates as system:nodes/system:bootstrappers and
-    # serves as the node's credential until the API server can sign node certificates.
-    ca = cfg.ca_dir / "ca.crt" if cfg.ca_dir and (cfg.ca_dir / "ca.crt").exists() else None
-    return ClientConfig(server=cfg.server.rstrip("/"), token=cfg.token,
-                        ca_pem=ca.read_bytes() if ca else None, insecure=ca is None,
-                        user_agent=f"kubelet/{cfg.node_name}")
+    return NodeCredentials(cfg.server, cfg.token, cfg.node_name, cfg.data_dir, cfg.ca_dir,
+                           user_agent=f"kubelet/{cfg.node_name}")
 
 
 def find_ca_dir(cfg: AgentConfig) -> Path | None:
@@ -96,6 +98,11 @@ class Agent:
             raise SwapError("running with swap on is not supported, please disable swap or set "
                             "--fail-swap-on=false")
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        join = join_credentials(cfg)  # trust and credentials first: a refused join starts nothing
+        try:
+            self.client = Client(await join.client_config() if join else client_config(cfg))
+        except BootstrapError as e:
+            raise SystemExit(f"kyb agent: {e}") from None
         endpoint = cfg.runtime_endpoint
         if not endpoint:
             self.containerd = Containerd(cfg.data_dir)
@@ -107,7 +114,6 @@ class Agent:
         self.cri = CRI(endpoint)
         version = await self.cri.version()
         node_ip = cfg.node_ip or machine.default_ip()
-        self.client = Client(client_config(cfg))
         ncfg = NodeConfig(name=cfg.node_name, node_ip=node_ip, kubelet_port=cfg.kubelet_port,
                           data_dir=str(cfg.data_dir), labels=cfg.labels,
                           runtime_version=f"{version.runtime_name}://{version.runtime_version}")
@@ -131,7 +137,8 @@ class Agent:
                                   volumes=VolumeManager(self.client, cfg.data_dir / "volumes",
                                                         allocatable),
                                   recorder=self.recorder)
-        cert, key, ca = self._serving_cert(node_ip)
+        cert, key, ca = await join.serving_cert(self.client, node_ip) if join \
+            else self._serving_cert(node_ip)
         pods_of = lambda: list(self.workers.pods.values())  # noqa: E731
         self.server = KubeletServer(self.cri, pods_of, port=cfg.kubelet_port, cert=cert, key=key,
                                     ca=ca, stats=StatsProvider(self.cri, cfg.node_name, pods_of))
@@ -226,7 +233,17 @@ async def teardown(data_dir: Path, bridge: str | None = None) -> None:
     await c.start()
     cri = CRI(c.endpoint)
     try:
-        for sb in (await cri.list_pod_sandbox()).items:
+        for _ in range(100):  # the CRI plugin answers "not initialized" for a moment after start
+            try:
+                sandboxes = (await cri.list_pod_sandbox()).items
+                break
+            except CRIError as e:
+                if "not initialized" not in e.details:
+                    raise
+                await asyncio.sleep(0.1)
+        else:
+            sandboxes = []
+        for sb in sandboxes:
             try:
                 await cri.stop_pod_sandbox(pod_sandbox_id=sb.id)
                 await cri.remove_pod_sandbox(pod_sandbox_id=sb.id)

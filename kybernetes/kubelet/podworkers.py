@@ -17,10 +17,12 @@ from typing import Callable
 from kybernetes.api.errors import ApiError
 from kybernetes.client import Client, resource
 
-from . import podspec, status as st
+from . import hooks, podspec, status as st
 from .cri.client import CRI, CRIError
 from .cri.client import messages as pb
 from .imagepull import Backoff, ImageError, ImageManager
+from .probes import ProbeManager
+from .volumes import VolumeError
 
 log = logging.getLogger("kyb.kubelet.pods")
 
@@ -53,13 +55,15 @@ class PodWorkers:
     def __init__(self, client: Client, cri: CRI, *, node_name: str, host_ip: str,
                  logs_root: str, cluster_dns: str | None = None,
                  allocatable: Callable[[], dict] | None = None,
-                 volumes=None):
+                 volumes=None, recorder=None):
         self.client, self.cri = client, cri
         self.node_name, self.host_ip, self.logs_root = node_name, host_ip, logs_root
         self.cluster_dns = cluster_dns
         self.images = ImageManager(cri)
         self.allocatable = allocatable or (lambda: {})
         self.volumes = volumes
+        self.recorder = recorder
+        self.probes = ProbeManager(cri, self._kick_if_known, self._event, self._liveness_failed)
         self.pods: dict[str, dict] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task] = {}
@@ -88,6 +92,14 @@ class PodWorkers:
             self._tasks[uid] = asyncio.create_task(self._run(uid), name=f"pod-{uid[:8]}")
         ev.set()
 
+    def _kick_if_known(self, uid: str) -> None:
+        if uid in self._wake:
+            self._wake[uid].set()
+
+    def _event(self, pod: dict, type_: str, reason: str, message: str) -> None:
+        if self.recorder is not None:  # informer items may lack kind/apiVersion
+            self.recorder.event({**pod, "kind": "Pod", "apiVersion": "v1"}, type_, reason, message)
+
     def mark_synced(self) -> None:
         """The pod informer has listed: from now on, sandboxes of unknown pods are orphans."""
         self.synced = True
@@ -104,6 +116,7 @@ class PodWorkers:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.probes.stop()
 
     async def _run(self, uid: str) -> None:
         ev = self._wake[uid]
@@ -165,16 +178,22 @@ class PodWorkers:
         ready = next((s for s in sandboxes if s.state == pb.SANDBOX_READY), None)
         if terminal:
             if ready:
-                await self._stop_sandbox(ready.id, grace_period(pod))
+                await self._stop_sandbox(ready.id, grace_period(pod), pod)
             return RESYNC * 6
         obs = st.Observed(host_ip=self.host_ip)
         waits: list[float] = []
+        if self.volumes is not None:
+            try:
+                await self.volumes.setup(pod)  # also refreshes configMap/secret/token files
+            except VolumeError as e:
+                self._event(pod, "Warning", "FailedMount", str(e))
+                if ready is None:
+                    await self._write(pod, obs)
+                    return 2.0
         if ready is None:
             for old in sandboxes:  # a dead sandbox: its containers start over in a new one
                 await self._remove_sandbox(old.id)
             config = podspec.sandbox_config(pod, len(sandboxes), self.logs_root, self.cluster_dns)
-            if self.volumes is not None:
-                await self.volumes.setup(pod)
             try:
                 sandbox_id = (await self.cri.run_pod_sandbox(config=config)).pod_sandbox_id
             except CRIError as e:
@@ -215,6 +234,10 @@ class PodWorkers:
                                                  (policy == "OnFailure" and cur.exit_code != 0)):
                     await self._restart(pod, c, "regular", cur, sandbox_id, config, obs, waits)
         obs.runs = await self._runs(sandbox_id)
+        running = {name: runs[0].id for name, runs in obs.runs.items()
+                   if runs and runs[0].state == st.RUNNING}
+        self.probes.sync(pod, running, obs.pod_ip)
+        obs.ready, obs.started_probe = self.probes.results(uid)
         await self._write(pod, obs)
         return min(waits + [RESYNC])
 
@@ -270,12 +293,51 @@ class PodWorkers:
         except CRIError as e:
             obs.waiting[c["name"]] = ("RunContainerError", e.details)
             waits.append(2.0)
+        else:
+            await self._post_start(pod, c, cid, obs.pod_ip)
         # Keep the newest finished run for `logs --previous`; older ones go.
         for old in (obs.runs.get(c["name"]) or [])[1:]:
             try:
                 await self.cri.remove_container(container_id=old.id)
             except CRIError:
                 pass
+
+    async def _post_start(self, pod: dict, c: dict, cid: str, pod_ip: str) -> None:
+        handler = (c.get("lifecycle") or {}).get("postStart")
+        if not handler:
+            return
+        r = await hooks.run_hook(self.cri, handler, c, cid, pod_ip, grace_period(pod) or 30)
+        if r.ok:
+            return
+        self._event(pod, "Warning", "FailedPostStartHook",
+                    hooks.failure_message("PostStartHook", handler, r))
+        self._event(pod, "Normal", "Killing", "FailedPostStartHook")
+        await self._stop_container(pod, c, cid, grace_period(pod), pod_ip, hook=False)
+
+    async def _liveness_failed(self, pod: dict, c: dict, cid: str, message: str) -> None:
+        self._event(pod, "Normal", "Killing", message)
+        uid = pod["metadata"]["uid"]
+        pod = self.pods.get(uid, pod)
+        ip = (pod.get("status") or {}).get("podIP", "")
+        await self._stop_container(pod, c, cid, grace_period(pod), ip)
+        self._kick_if_known(uid)
+
+    async def _stop_container(self, pod: dict | None, c: dict | None, cid: str, grace: int,
+                              pod_ip: str, hook: bool = True) -> None:
+        """preStop (within the grace period), then SIGTERM and SIGKILL after what is left."""
+        if hook and pod is not None and c is not None:
+            result, left = await hooks.pre_stop(self.cri, c, cid, pod_ip, grace)
+            if result is not None and not result.ok:
+                handler = c["lifecycle"]["preStop"]
+                self._event(pod, "Warning", "FailedPreStopHook",
+                            hooks.failure_message("PreStopHook", handler, result))
+            grace = int(left + 0.999) if result is not None else grace
+        try:
+            # `timeout` of the request is the grace period; the call's deadline is longer.
+            await self.cri.stop_container(
+                pb.StopContainerRequest(container_id=cid, timeout=grace), timeout=grace + 30)
+        except CRIError as e:
+            log.info("stopping %s: %s", cid[:12], e.details)
 
     async def _lookup(self, kind: str, namespace: str, name: str) -> dict | None:
         try:
@@ -309,25 +371,27 @@ class PodWorkers:
     async def kill(self, uid: str, pod: dict | None) -> None:
         """Stop every container (SIGTERM, SIGKILL after the grace period), then the sandbox."""
         grace = grace_period(pod) if pod else 2
+        self.probes.forget(uid)
         for sb in await self._sandboxes(uid):
-            await self._stop_sandbox(sb.id, grace)
+            await self._stop_sandbox(sb.id, grace, pod)
             await self._remove_sandbox(sb.id)
-        if self.volumes is not None and pod is not None:
-            await self.volumes.teardown(pod)
+        if self.volumes is not None:
+            await self.volumes.teardown(uid)
 
-    async def _stop_sandbox(self, sandbox_id: str, grace: int) -> None:
+    async def _stop_sandbox(self, sandbox_id: str, grace: int, pod: dict | None = None) -> None:
         out = await self.cri.list_containers(filter=pb.ContainerFilter(pod_sandbox_id=sandbox_id))
         running = [c for c in out.containers if c.state == pb.CONTAINER_RUNNING]
+        spec = (pod or {}).get("spec") or {}
+        by_name = {c["name"]: c for c in podspec._all_containers(spec)}
+        ip = ((pod or {}).get("status") or {}).get("podIP", "")
 
-        async def stop(cid: str) -> None:
-            try:
-                # `timeout` of the request is the grace period; the call's deadline is longer.
-                await self.cri.stop_container(
-                    pb.StopContainerRequest(container_id=cid, timeout=grace), timeout=grace + 30)
-            except CRIError as e:
-                log.info("stopping %s: %s", cid[:12], e.details)
+        async def stop(cid: str, name: str) -> None:
+            c = by_name.get(name)
+            if pod is not None and c is not None:
+                self._event(pod, "Normal", "Killing", f"Stopping container {name}")
+            await self._stop_container(pod, c, cid, grace, ip)
 
-        await asyncio.gather(*(stop(c.id) for c in running))
+        await asyncio.gather(*(stop(c.id, c.metadata.name) for c in running))
         try:
             await self.cri.stop_pod_sandbox(pod_sandbox_id=sandbox_id)
         except CRIError as e:

@@ -175,11 +175,11 @@ def pod_status(pod: dict, obs: Observed, now: str, qos: str) -> dict:
     ]
     if not init_done and not terminal:
         names = [s["name"] for s in init if s["state"].get("terminated", {}).get("exitCode") != 0]
-        conditions[1]["message"] = f"containers with incomplete status: {names}"
+        conditions[1]["message"] = f"containers with incomplete status: [{' '.join(names)}]"
     if not all_ready and not terminal:
         names = [s["name"] for s in regular if not s["ready"]]
         for c in conditions[2:]:
-            c["message"] = f"containers with unready status: {names}"
+            c["message"] = f"containers with unready status: [{' '.join(names)}]"
     if terminal:
         conditions[1] = _cond("Initialized", True, prev, now)
     ours = {c["type"] for c in conditions}

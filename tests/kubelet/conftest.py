@@ -28,6 +28,7 @@ def node(tmp_path_factory):
             n.stop_agent()
             from kybernetes.kubelet.agent import teardown
             asyncio.run(teardown(n.data_dir, BRIDGE))
+            n.stop_controllers()
             n.api.stop()
             subprocess.run(["umount", "-R", str(n.data_dir / "containerd")],
                            stderr=subprocess.DEVNULL)

@@ -53,6 +53,12 @@ class Node:
         self.proc: subprocess.Popen | None = None
         self.kubectl = root.Kubectl(root.kubectl_binary("1.33"), self.api.kubeconfig,
                                     base / "kubectl-cache")
+        # Like a cluster: every namespace gets its `default` ServiceAccount and kube-root-ca.crt,
+        # which the kube-api-access volume the API server adds to pods needs.
+        self.controllers = root.start_component(
+            ["controller-manager", "--kubeconfig", str(self.api.kubeconfig), "--controllers",
+             "serviceaccount,root-ca-cert-publisher", "--leader-elect=false"],
+            base / "controller-manager.log")
 
     def start_agent(self) -> None:
         readies = self.log().count("agent ready")
@@ -68,6 +74,9 @@ class Node:
                 return
             time.sleep(0.2)
         raise AssertionError("agent not ready:\n" + self.log())
+
+    def stop_controllers(self) -> None:
+        root.stop_process(self.controllers)
 
     def stop_agent(self) -> None:
         if self.proc:
@@ -88,3 +97,41 @@ def wait_for(fn, timeout: float = 60, interval: float = 0.3, what: str = "condit
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+# ---- small helpers shared by the node tests ----
+
+def new_namespace(node) -> str:
+    import uuid
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    node.kubectl("create", "namespace", name)
+    return name
+
+
+def apply(node, ns: str, manifest: dict) -> None:
+    import json
+    manifest.setdefault("metadata", {})["namespace"] = ns
+    node.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+def busybox_pod(name: str, command: str, **spec) -> dict:
+    container = {"name": "c", "image": "busybox", "command": ["sh", "-c", command]}
+    container.update(spec.pop("container", {}))
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": NODE, "containers": [container], **spec}}
+
+
+def get_pod(node, ns: str, name: str) -> dict:
+    import json
+    return json.loads(node.kubectl("get", "pod", name, "-n", ns, "-o", "json"))
+
+
+def running(node, ns: str, name: str, timeout: float = 60) -> dict:
+    return wait_for(lambda: (p := get_pod(node, ns, name))["status"].get("phase") == "Running"
+                    and p, timeout=timeout, what=f"{name} Running")
+
+
+def events(node, ns: str, name: str) -> list[dict]:
+    import json
+    out = json.loads(node.kubectl("get", "events", "-n", ns, "-o", "json"))
+    return [e for e in out["items"] if e["involvedObject"].get("name") == name]
