@@ -160,3 +160,22 @@ def write_kubeconfig(path: Path, *, server: str, ca_pem: bytes, user: str,
 
 def new_token() -> str:
     return secrets.token_hex(16)
+
+
+def merge_kubeconfig(source: Path, target: Path) -> None:
+    """Put SOURCE's cluster, user and context into TARGET (created if missing), replacing
+    entries of the same names and making the context current, as `k3s` does on request."""
+    src = yaml.safe_load(source.read_text())
+    doc = yaml.safe_load(target.read_text()) if target.exists() else None
+    doc = doc or {"apiVersion": "v1", "kind": "Config", "preferences": {}}
+    for section in ("clusters", "users", "contexts"):
+        names = {e["name"] for e in src.get(section) or []}
+        kept = [e for e in doc.get(section) or [] if e.get("name") not in names]
+        doc[section] = kept + list(src.get(section) or [])
+    doc["current-context"] = src["current-context"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    os.replace(tmp, target)

@@ -45,6 +45,7 @@ class Config:
     advertise: str | None = None  # the address written into kubeconfigs
     extra_sans: tuple[str, ...] = ()
     history_seconds: int = 300
+    merge_kubeconfig: Path | None = None  # also merge the admin kubeconfig into this file
 
 
 @dataclass
@@ -204,9 +205,11 @@ class ApiServer:
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1"
         server = f"https://{host}:{self.port}"
-        certs.write_kubeconfig(self.config.data_dir / "kubeconfig.yaml", server=server,
-                               ca_pem=self.ca.pem, user="admin", cert_path=self.admin[0],
-                               key_path=self.admin[1])
+        path = self.config.data_dir / "kubeconfig.yaml"
+        certs.write_kubeconfig(path, server=server, ca_pem=self.ca.pem, user="admin",
+                               cert_path=self.admin[0], key_path=self.admin[1])
+        if self.config.merge_kubeconfig:
+            certs.merge_kubeconfig(path, self.config.merge_kubeconfig)
 
     # ---- bootstrap ----
 

@@ -18,6 +18,7 @@ def _apiserver(args: argparse.Namespace) -> None:
     cfg = Config(data_dir=Path(args.data_dir).resolve(), bind_address=args.bind_address,
                  secure_port=args.secure_port, store_url=store_url,
                  advertise=args.advertise_address,
+                 merge_kubeconfig=Path(args.merge_kubeconfig).expanduser() if args.merge_kubeconfig else None,
                  extra_sans=tuple(s for s in (args.tls_san or []) if s))
     asyncio.run(serve(cfg))
 
@@ -235,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated host:port list; default: embedded SQLite in the data dir")
     a.add_argument("--advertise-address", default=None)
     a.add_argument("--tls-san", action="append", help="extra name or IP for the serving certificate")
+    a.add_argument("--merge-kubeconfig", nargs="?", const="~/.kube/config", default=None,
+                   help="also merge the admin kubeconfig into this file (default ~/.kube/config)")
     a.set_defaults(func=_apiserver)
 
     s = sub.add_parser("server", help="run the whole control plane (and, later, a node agent)")
@@ -244,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--etcd-endpoints", default="")
     s.add_argument("--advertise-address", default=None, help="the address written into kubeconfigs")
     s.add_argument("--tls-san", action="append", help="extra name or IP for the serving certificate")
+    s.add_argument("--merge-kubeconfig", nargs="?", const="~/.kube/config", default=None,
+                   help="also merge the admin kubeconfig into this file (default ~/.kube/config)")
     s.add_argument("--disable", action="append", help="leave a component out (controller-manager, scheduler)")
     s.add_argument("--disable-agent", action="store_true", help="no node agent on this host")
     s.set_defaults(func=_server)

@@ -134,7 +134,8 @@ class Supervisor:
 
 
 def components_for(data_dir: Path, port: int, bind: str, etcd: str, disable: set[str],
-                   advertise: str | None = None, sans: list[str] | None = None) -> list[Component]:
+                   advertise: str | None = None, sans: list[str] | None = None,
+                   merge: str | None = None) -> list[Component]:
     kubeconfig = str(data_dir / "kubeconfig.yaml")
     api_args = ["apiserver", "--data-dir", str(data_dir), "--secure-port", str(port),
                 "--bind-address", bind]
@@ -142,6 +143,8 @@ def components_for(data_dir: Path, port: int, bind: str, etcd: str, disable: set
         api_args += ["--advertise-address", advertise]
     for san in sans or []:
         api_args += ["--tls-san", san]
+    if merge:
+        api_args += ["--merge-kubeconfig", merge]
     if etcd:
         api_args += ["--etcd-endpoints", etcd]
     out = [Component("apiserver", api_args, needs_kubeconfig=False)]
@@ -173,5 +176,6 @@ def main(args) -> int:
     if args.disable_agent:
         disable.add("agent")
     comps = components_for(data_dir, args.https_listen_port, args.bind_address,
-                           args.etcd_endpoints, disable, args.advertise_address, args.tls_san)
+                           args.etcd_endpoints, disable, args.advertise_address, args.tls_san,
+                           args.merge_kubeconfig)
     return asyncio.run(Supervisor(comps, data_dir, args.https_listen_port, args.bind_address).run())

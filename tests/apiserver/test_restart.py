@@ -43,3 +43,26 @@ def test_restart_keeps_objects_and_watch_resumes(tmp_path):
         api.close()
     finally:
         server.stop()
+
+
+def test_merge_kubeconfig_keeps_other_contexts(tmp_path):
+    """`--merge-kubeconfig FILE` adds the admin context to an existing kubeconfig."""
+    import yaml
+
+    target = tmp_path / "home" / "config"
+    target.parent.mkdir()
+    target.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "other",
+        "clusters": [{"name": "other", "cluster": {"server": "https://192.0.2.9:6443"}}],
+        "users": [{"name": "someone", "user": {"token": "x"}}],
+        "contexts": [{"name": "other", "context": {"cluster": "other", "user": "someone"}}]}))
+    server = start_apiserver(tmp_path / "data", extra=["--merge-kubeconfig", str(target)])
+    try:
+        doc = yaml.safe_load(target.read_text())
+        assert {c["name"] for c in doc["contexts"]} == {"other", "kybernetes"}
+        assert doc["current-context"] == "kybernetes"
+        api = config.new_client_from_config(config_file=str(target))
+        assert client.CoreV1Api(api).read_namespace("default").metadata.name == "default"
+        api.close()
+    finally:
+        server.stop()
