@@ -15,7 +15,7 @@ def _selector(obj: dict | None) -> LabelSelector:
 
 
 class AffinityTerm:
-    __slots__ = ("namespaces", "ns_selector", "selector", "topology_key", "weight")
+    __slots__ = ("namespaces", "ns_selector", "selector", "topology_key", "weight", "sig")
 
     def __init__(self, term: dict, owner_namespace: str, weight: int = 0):
         self.topology_key = term.get("topologyKey", "")
@@ -26,6 +26,9 @@ class AffinityTerm:
         if not self.namespaces and self.ns_selector is None:
             self.namespaces = {owner_namespace}
         self.weight = weight
+        # Equal sigs select the same pods: lets a cycle match a term once per distinct pod.
+        self.sig = (str(self.selector), tuple(sorted(self.namespaces)), str(self.ns_selector),
+                    self.selector.nothing)
 
     def matches(self, pi: Any, ns_labels: dict[str, dict] | None = None) -> bool:
         """Does pod `pi` (a PodInfo) fall under this term (namespace and labels)?"""

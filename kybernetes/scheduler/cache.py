@@ -7,7 +7,9 @@ The scheduling cycle runs without awaiting, so the cache itself is a consistent 
 
 from __future__ import annotations
 
+import itertools
 import logging
+import weakref
 
 from .podinfo import PodInfo, resource_list
 
@@ -18,7 +20,7 @@ class NodeInfo:
     __slots__ = ("node", "name", "labels", "allocatable", "alloc_cpu", "alloc_memory",
                  "alloc_pods", "taints", "unschedulable", "images", "requested", "req_cpu",
                  "req_memory", "nonzero_cpu", "nonzero_memory", "pods", "ports",
-                 "affinity_pods", "anti_affinity_pods", "generation")
+                 "affinity_pods", "anti_affinity_pods", "generation", "sig_id", "_static", "counts")
 
     def __init__(self, node: dict | None = None, name: str = ""):
         self.name = name
@@ -36,6 +38,9 @@ class NodeInfo:
         self.taints: list[dict] = []
         self.unschedulable = False
         self.images: dict[str, int] = {}
+        self.counts: dict | None = None  # plugins' per-node memo, dropped when pods change
+        self.sig_id: int | None = None   # equal ids = equal state for node_state_only plugins
+        self._static: tuple = ()
         if node is not None:
             self.set_node(node)
 
@@ -55,7 +60,13 @@ class NodeInfo:
             for n in img.get("names") or ():
                 images[n] = img.get("sizeBytes", 0)
         self.images = images
+        # What node_state_only plugins read besides the running totals, hashed only on change.
+        self._static = (self.unschedulable,
+                        tuple((t.get("key"), t.get("value"), t.get("effect")) for t in self.taints),
+                        tuple(sorted(self.allocatable.items())), tuple(sorted(images.items())))
         self.generation += 1
+        self.sig_id = None
+        self.counts = None
 
     def add_pod(self, pi: PodInfo) -> None:
         self.pods[pi.key] = pi
@@ -73,6 +84,8 @@ class NodeInfo:
         if pi.anti_affinity:
             self.anti_affinity_pods[pi.key] = pi
         self.generation += 1
+        self.sig_id = None
+        self.counts = None
 
     def remove_pod(self, key: str) -> PodInfo | None:
         pi = self.pods.pop(key, None)
@@ -94,7 +107,25 @@ class NodeInfo:
         self.affinity_pods.pop(key, None)
         self.anti_affinity_pods.pop(key, None)
         self.generation += 1
+        self.sig_id = None
+        self.counts = None
         return pi
+
+    def sig(self) -> int:
+        """Intern this node's state as seen by node_state_only plugins (resources, taints,
+        cordon, images) so a scheduling cycle evaluates those plugins once per distinct state."""
+        if self.sig_id is None:
+            other = tuple(sorted((k, v) for k, v in self.requested.items()
+                                 if k != "cpu" and k != "memory" and v))
+            key = (self._static, len(self.pods), self.req_cpu, self.req_memory,
+                   self.nonzero_cpu, self.nonzero_memory, other)
+            sid = _SIGNATURES.get(key)
+            if sid is None:
+                if len(_SIGNATURES) >= _MAX_SIGNATURES:
+                    _reset_signatures()
+                sid = _SIGNATURES[key] = next(_SIG_IDS)
+            self.sig_id = sid
+        return self.sig_id
 
     def clone(self) -> "NodeInfo":
         """A copy whose pod set can change without touching the cache (preemption dry runs)."""
@@ -109,6 +140,21 @@ class NodeInfo:
         return c
 
 
+_SIGNATURES: dict[tuple, int] = {}
+_SIG_IDS = itertools.count()
+_MAX_SIGNATURES = 200_000
+_LIVE: "weakref.WeakSet[Cache]" = weakref.WeakSet()
+
+
+def _reset_signatures() -> None:
+    """Bound the intern table: forget it and make every cached node re-intern (ids stay unique
+    because the counter never restarts)."""
+    _SIGNATURES.clear()
+    for cache in list(_LIVE):
+        for ni in cache.nodes.values():
+            ni.sig_id = None
+
+
 class Cache:
     def __init__(self) -> None:
         self.nodes: dict[str, NodeInfo] = {}
@@ -116,7 +162,9 @@ class Cache:
         self.pod_nodes: dict[str, str] = {}      # pod key → node it counts against
         self.assumed: set[str] = set()
         self.image_nodes: dict[str, int] = {}    # image name → number of nodes having it
-        self.have_affinity_pods = 0              # nodes' affinity pods exist anywhere?
+        self.affinity_pods = 0                   # pods with any (anti-)affinity term
+        self.anti_affinity_nodes: dict[str, int] = {}   # node → pods with required anti-affinity
+        _LIVE.add(self)
 
     def _rebuild_list(self) -> None:
         self.node_list = [ni for ni in self.nodes.values() if ni.node is not None]
@@ -145,7 +193,7 @@ class Cache:
                 self._count_images(ni, 1)
                 return ni
         self._count_images(ni, 1)
-        self._rebuild_list()
+        self.node_list.append(ni)     # appending keeps adds O(1); removals rebuild
         return ni
 
     update_node = add_node
@@ -169,8 +217,19 @@ class Cache:
             ni = self.nodes[name] = NodeInfo(name=name)
         return ni
 
+    def _account(self, pi: PodInfo, node_name: str, sign: int) -> None:
+        if pi.affinity or pi.anti_affinity or pi.pref_affinity or pi.pref_anti_affinity:
+            self.affinity_pods += sign
+        if pi.anti_affinity:
+            n = self.anti_affinity_nodes.get(node_name, 0) + sign
+            if n > 0:
+                self.anti_affinity_nodes[node_name] = n
+            else:
+                self.anti_affinity_nodes.pop(node_name, None)
+
     def assume(self, pi: PodInfo, node_name: str) -> None:
         self._node_for(node_name).add_pod(pi)
+        self._account(pi, node_name, 1)
         self.pod_nodes[pi.key] = node_name
         self.assumed.add(pi.key)
 
@@ -187,6 +246,7 @@ class Cache:
         self.assumed.discard(pi.key)
         self._remove(pi.key)
         self._node_for(pi.node_name).add_pod(pi)
+        self._account(pi, pi.node_name, 1)
         self.pod_nodes[pi.key] = pi.node_name
 
     def remove_pod(self, key: str) -> PodInfo | None:
@@ -201,6 +261,8 @@ class Cache:
         if ni is None:
             return None
         pi = ni.remove_pod(key)
+        if pi is not None:
+            self._account(pi, name, -1)
         if ni.node is None and not ni.pods:
             del self.nodes[name]
         return pi

@@ -89,6 +89,10 @@ class Plugin:
     name = ""
     # Cluster events that can make a pod this plugin rejected schedulable, e.g. "Node/Add".
     events: tuple[str, ...] = ()
+    # True when Filter and Score read nothing of the node but what NodeInfo.sig() covers
+    # (resources, pod count, taints, cordon, images) and NormalizeScore depends only on the
+    # extremes: the cycle then evaluates the plugin once per distinct node state.
+    node_state_only = False
 
     def __init__(self, handle: Any = None, args: dict | None = None):
         self.handle = handle

@@ -96,7 +96,7 @@ class PodInfo:
     __slots__ = ("pod", "key", "namespace", "name", "uid", "labels", "requests", "cpu", "memory",
                  "nonzero_cpu", "nonzero_memory", "priority", "ports", "affinity",
                  "anti_affinity", "pref_affinity", "pref_anti_affinity", "node_name",
-                 "terminating", "start_time")
+                 "terminating", "start_time", "label_key")
 
     def __init__(self, pod: dict, priority: int = 0):
         meta, spec = pod["metadata"], pod["spec"]
@@ -106,6 +106,7 @@ class PodInfo:
         self.key = f"{self.namespace}/{self.name}"
         self.uid = meta.get("uid", "")
         self.labels = meta.get("labels") or {}
+        self.label_key = (self.namespace, tuple(sorted(self.labels.items())))
         self.requests = pod_requests(spec)
         self.cpu = self.requests.get("cpu", 0)
         self.memory = self.requests.get("memory", 0)
@@ -129,6 +130,17 @@ class PodInfo:
         self.anti_affinity = parse_terms(paa.get("requiredDuringSchedulingIgnoredDuringExecution"), self)
         self.pref_affinity = parse_weighted(pa.get("preferredDuringSchedulingIgnoredDuringExecution"), self)
         self.pref_anti_affinity = parse_weighted(paa.get("preferredDuringSchedulingIgnoredDuringExecution"), self)
+
+    def with_pod(self, pod: dict) -> "PodInfo":
+        """A copy for a newer version of the same pod whose spec differs only in nodeName."""
+        c = PodInfo.__new__(PodInfo)
+        for s in PodInfo.__slots__:
+            setattr(c, s, getattr(self, s))
+        c.pod = pod
+        c.node_name = pod["spec"].get("nodeName") or ""
+        c.start_time = ((pod.get("status") or {}).get("startTime")
+                        or pod["metadata"].get("creationTimestamp") or "")
+        return c
 
     @property
     def spec(self) -> dict[str, Any]:

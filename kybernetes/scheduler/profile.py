@@ -61,30 +61,22 @@ class Profile:
                 return st
         return None
 
+    def scorers(self, state: CycleState, pi, nodes) -> list[tuple]:
+        """Run PreScore; the (plugin, weight) pairs that score this pod (Skip drops one)."""
+        for p in self.pre_score:
+            st = p.pre_score(state, pi, nodes)
+            if st is not None and st.code == SKIP:
+                state.skip_score.add(p.name)
+        skip = state.skip_score
+        return [(p, w) for p, w in self.score if p.name not in skip]
+
     def run_scores(self, state: CycleState, pi, nodes) -> list[int]:
-        active = []
-        for p, w in self.score:
-            if p.name in self.skip_prescore(state, pi, nodes, p):
-                continue
-            active.append((p, w))
+        """Weighted, normalized totals per node (the plain form; the cycle uses cycle.py)."""
         totals = [0] * len(nodes)
-        for p, w in active:
-            score = p.score
-            scores = [score(state, pi, ni) for ni in nodes]
+        for p, w in self.scorers(state, pi, nodes):
+            scores = [p.score(state, pi, ni) for ni in nodes]
             norm = getattr(p, "normalize_score", None)
             if norm is not None:
                 norm(state, pi, scores)
-            if w == 1:
-                totals = [a + b for a, b in zip(totals, scores)]
-            else:
-                totals = [a + b * w for a, b in zip(totals, scores)]
+            totals = [a + b * w for a, b in zip(totals, scores)]
         return totals
-
-    def skip_prescore(self, state, pi, nodes, plugin) -> set[str]:
-        if "prescored" not in state:
-            state["prescored"] = True
-            for p in self.pre_score:
-                st = p.pre_score(state, pi, nodes)
-                if st is not None and st.code == SKIP:
-                    state.skip_score.add(p.name)
-        return state.skip_score

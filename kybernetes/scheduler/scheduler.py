@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import random
 
 from kybernetes.api.errors import ApiError
 from kybernetes.api.selectors import LabelSelector, label_selector_from_object
@@ -15,6 +14,8 @@ from kybernetes.client import Client, EventRecorder, InformerFactory, resource
 
 from .cache import Cache, NodeInfo
 from .config import SchedulerConfig, load
+from .events import LimitedWrites
+from .cycle import find_feasible, num_feasible_nodes_to_find, score_and_pick
 from .framework import ERROR, SKIP, CycleState, Status
 from .plugins import REGISTRY
 from .plugins.defaultpreemption import victim_condition
@@ -36,20 +37,7 @@ _KINDS = {
     "StatefulSet": ("apps/v1", "StatefulSet"),
     "ReplicationController": ("v1", "ReplicationController"),
 }
-MIN_FEASIBLE_NODES = 100
-MIN_FEASIBLE_PERCENT = 5
 BINDS_IN_FLIGHT = 128
-
-
-def num_feasible_nodes_to_find(percentage: int, total: int) -> int:
-    """Upstream numFeasibleNodesToFind: adaptive 50% - nodes/125, at least 5% and 100 nodes."""
-    if total < MIN_FEASIBLE_NODES:
-        return total
-    pct = percentage
-    if pct <= 0:
-        pct = max(50 - total // 125, MIN_FEASIBLE_PERCENT)
-    n = total * pct // 100
-    return max(n, MIN_FEASIBLE_NODES)
 
 
 def fit_error_message(total: int, statuses: dict[str, Status], prefilter: Status | None,
@@ -85,7 +73,7 @@ class Scheduler:
         self.client = client
         self.config = config or load()
         self.factory = InformerFactory(client)
-        self.recorder = EventRecorder(client, "default-scheduler")
+        self.recorder = EventRecorder(LimitedWrites(client), "default-scheduler")
         self.cache = Cache()
         self.informers = {k: self.factory.informer(resource(*v)) for k, v in _KINDS.items()
                           if k != "Pod"}
@@ -101,6 +89,7 @@ class Scheduler:
         self.default_priority = 0
         self.nominated: dict[str, dict[str, PodInfo]] = {}   # node → pods nominated to it
         self._next_start = 0
+        self._reps: dict = {}
         self._binds = asyncio.Semaphore(BINDS_IN_FLIGHT)
         self._tasks: set[asyncio.Task] = set()
         self.scheduled = 0
@@ -150,8 +139,9 @@ class Scheduler:
     def _ours(self, pod: dict) -> bool:
         return (pod["spec"].get("schedulerName") or "default-scheduler") in self.profiles
 
-    def _on_pod_add(self, pod: dict) -> None:
-        pi = PodInfo(pod, self._priority(pod))
+    def _on_pod_add(self, pod: dict, pi: PodInfo | None = None) -> None:
+        if pi is None:
+            pi = PodInfo(pod, self._priority(pod))
         if pi.node_name:
             self.cache.add_pod(pi)
             self.queue.delete(pi.key)
@@ -165,7 +155,7 @@ class Scheduler:
     def _on_pod_update(self, old: dict, pod: dict) -> None:
         if pod["spec"].get("nodeName"):
             was = bool(old["spec"].get("nodeName"))
-            self._on_pod_add(pod)
+            self._on_pod_add(pod, None if was else self._confirmed(old, pod))
             if was and self.queue.unschedulable:
                 self.queue.on_event("Pod/Update")
             return
@@ -184,6 +174,21 @@ class Scheduler:
             return
         self.queue.update(pi, gated=self._gated(pi))
         self._nominate(pi)
+
+    def _confirmed(self, old: dict, pod: dict) -> PodInfo | None:
+        """The informer's view of our own binding: reuse the assumed PodInfo when nothing but
+        nodeName (and status) changed, instead of parsing the pod again."""
+        key = f"{pod['metadata'].get('namespace')}/{pod['metadata']['name']}"
+        assumed = self.cache.pod(key) if self.cache.is_assumed(key) else None
+        if assumed is None or assumed.uid != pod["metadata"].get("uid", ""):
+            return None
+        om, nm, os_, ns_ = old["metadata"], pod["metadata"], old["spec"], pod["spec"]
+        if (om.get("labels") != nm.get("labels")
+                or om.get("deletionTimestamp") != nm.get("deletionTimestamp")
+                or len(os_) + 1 != len(ns_)
+                or any(ns_.get(k) != v for k, v in os_.items())):
+            return None
+        return assumed.with_pod(pod)
 
     def _on_pod_delete(self, pod: dict) -> None:
         key = f"{pod['metadata'].get('namespace')}/{pod['metadata']['name']}"
@@ -287,23 +292,14 @@ class Scheduler:
         want = num_feasible_nodes_to_find(
             fw.percentage if fw.percentage is not None else self.config.percentage_of_nodes_to_score,
             total)
-        feasible: list[NodeInfo] = []
-        run = fw.run_filters
         start = self._next_start % total if total else 0
         nominated = self.nominated
-        processed = 0
-        for i in range(total):
-            ni = nodes[(start + i) % total]
-            processed += 1
-            if nominated and ni.name in nominated:
-                ni = self._with_nominated(ni, pi)
-            st = run(state, pi, ni)
-            if st is None:
-                feasible.append(ni)
-                if len(feasible) >= want:
-                    break
-            else:
-                statuses[ni.name] = st
+
+        def with_nominated(ni: NodeInfo) -> NodeInfo:
+            return self._with_nominated(ni, pi) if ni.name in nominated else ni
+        feasible, processed, self._reps = find_feasible(state["filters"], state, pi, nodes, start,
+                                                        want, statuses,
+                                                        with_nominated if nominated else None)
         self._next_start = (start + processed) % total if total else 0
         return feasible
 
@@ -343,17 +339,10 @@ class Scheduler:
             self._fail(qp, fw, state, None, rejectors, statuses)
             return
         if len(feasible) == 1:
-            host = feasible[0]
+            host = feasible[0]      # upstream skips scoring when one node fits
         else:
-            scores = fw.run_scores(state, pi, feasible)
-            best, host, ties = -1, feasible[0], 0
-            for ni, s in zip(feasible, scores):
-                if s > best:
-                    best, host, ties = s, ni, 1
-                elif s == best:
-                    ties += 1
-                    if random.randrange(ties) == 0:   # reservoir sampling among equals
-                        host = ni
+            host = score_and_pick(fw.scorers(state, pi, feasible), state, pi, feasible,
+                                  self._reps)
         node_name = host.name
         self.cache.assume(pi, node_name)
         for p in fw.reserve:

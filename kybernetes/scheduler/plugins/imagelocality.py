@@ -27,6 +27,7 @@ def calculate_priority(sum_scores: int, containers: int) -> int:
 
 class ImageLocality(Plugin):
     name = "ImageLocality"
+    node_state_only = True
 
     def pre_score(self, state, pi, nodes):
         spec = pi.spec

@@ -83,6 +83,7 @@ def pod_amount(pi, name: str, nonzero: bool) -> int:
 
 class NodeResourcesFit(Plugin):
     name = "NodeResourcesFit"
+    node_state_only = True
     events = ("Pod/Delete", "Node/Add", "Node/Update")
 
     def __init__(self, handle=None, args=None):
@@ -141,6 +142,7 @@ class NodeResourcesFit(Plugin):
 
 class NodeResourcesBalancedAllocation(Plugin):
     name = "NodeResourcesBalancedAllocation"
+    node_state_only = True
 
     def __init__(self, handle=None, args=None):
         super().__init__(handle, args)

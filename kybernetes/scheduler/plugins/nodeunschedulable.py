@@ -10,6 +10,7 @@ _TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
 
 class NodeUnschedulable(Plugin):
     name = "NodeUnschedulable"
+    node_state_only = True
     events = ("Node/Add", "Node/Update")
 
     def filter(self, state, pi, ni):

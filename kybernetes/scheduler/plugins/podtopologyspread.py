@@ -12,13 +12,16 @@ import math
 from kybernetes.api.selectors import IN, LabelSelector, Requirement
 
 from ..affinityterms import _selector
-from ..framework import MAX_NODE_SCORE, SKIPPED, Plugin, unresolvable, unschedulable
-from .nodeaffinity import required_matches
+from ..framework import (MAX_NODE_SCORE, SKIPPED, UNRESOLVABLE, UNSCHEDULABLE, Plugin, Status)
+from .nodeaffinity import has_required, required_matches
 from .tainttoleration import first_untolerated
 
 ERR_MISMATCH = "node(s) didn't match pod topology spread constraints"
 ERR_MISSING_LABEL = "node(s) didn't match pod topology spread constraints (missing required label)"
 HOSTNAME = "kubernetes.io/hostname"
+# Filter rejects most nodes for spread pods: one shared (never mutated) Status per reason.
+_MISMATCH = Status(UNSCHEDULABLE, ERR_MISMATCH, plugin="PodTopologySpread")
+_MISSING = Status(UNRESOLVABLE, ERR_MISSING_LABEL, plugin="PodTopologySpread")
 SYSTEM_DEFAULTS = [
     {"maxSkew": 3, "topologyKey": HOSTNAME, "whenUnsatisfiable": "ScheduleAnyway"},
     {"maxSkew": 5, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"},
@@ -64,20 +67,22 @@ class PodTopologySpread(Plugin):
         defaulting = self.args.get("defaultingType", "System")
         self.defaults = (self.args.get("defaultConstraints") or []) if defaulting == "List" \
             else SYSTEM_DEFAULTS
-        self._node_counts: dict[tuple, tuple[int, int]] = {}
 
-    def _count(self, c: Constraint, ni) -> int:
-        """Matching, non-terminating pods on one node, memoised per node generation."""
-        k = (c.sig, ni.name)
-        hit = self._node_counts.get(k)
-        if hit is not None and hit[0] == ni.generation:
-            return hit[1]
-        ns, sel = c.sig[0], c.selector
-        n = sum(1 for p in ni.pods.values()
-                if p.namespace == ns and not p.terminating and sel.matches(p.labels))
-        if len(self._node_counts) > 200_000:
-            self._node_counts.clear()
-        self._node_counts[k] = (ni.generation, n)
+    @staticmethod
+    def _count(c: Constraint, ni) -> int:
+        """Matching, non-terminating pods on one node, memoised on the node until its pods change."""
+        memo = ni.counts
+        if memo is None:
+            memo = ni.counts = {}
+        n = memo.get(c.sig)
+        if n is None:
+            if ni.pods:
+                ns, sel = c.sig[0], c.selector
+                n = sum(1 for p in ni.pods.values()
+                        if p.namespace == ns and not p.terminating and sel.matches(p.labels))
+            else:
+                n = 0
+            memo[c.sig] = n
         return n
 
     def constraints(self, pi, hard: bool) -> list[Constraint]:
@@ -101,32 +106,48 @@ class PodTopologySpread(Plugin):
             return SKIPPED
         keys = [c.key for c in cs]
         counts: list[dict[str, int]] = [{} for _ in cs]
-        for ni in nodes:
-            labels = ni.labels
-            if not all(k in labels for k in keys):
-                continue
-            for c, cnt in zip(cs, counts):
-                if not _eligible(c, pi, ni):
+        # Eligibility (nodeAffinityPolicy / nodeTaintsPolicy) only costs when it can exclude.
+        check = [(c.honor_affinity and has_required(pi.spec)) or c.honor_taints for c in cs]
+        count = self._count
+        if len(cs) == 1 and not check[0]:
+            # The common shape, inlined: one constraint, every node with the key eligible.
+            c, cnt, key, sig = cs[0], counts[0], keys[0], cs[0].sig
+            for ni in nodes:
+                v = ni.labels.get(key)
+                if v is None:
                     continue
-                v = labels[c.key]
-                cnt[v] = cnt.get(v, 0) + self._count(c, ni)
+                memo = ni.counts
+                n = memo.get(sig) if memo is not None else None
+                if n is None:
+                    n = count(c, ni)
+                cnt[v] = cnt.get(v, 0) + n
+        else:
+            for ni in nodes:
+                labels = ni.labels
+                if not all(k in labels for k in keys):
+                    continue
+                for c, cnt, chk in zip(cs, counts, check):
+                    if chk and not _eligible(c, pi, ni):
+                        continue
+                    v = labels[c.key]
+                    cnt[v] = cnt.get(v, 0) + count(c, ni)
         mins = []
         for c, cnt in zip(cs, counts):
             m = min(cnt.values()) if cnt else 0
             mins.append(0 if len(cnt) < c.min_domains else m)
-        state[self.name] = (cs, counts, mins)
+        selfs = [1 if c.selector.matches(pi.labels) else 0 for c in cs]
+        state[self.name] = (cs, counts, mins, selfs)
         return None
 
     def filter(self, state, pi, ni):
-        cs, counts, mins = state[self.name]
+        cs, counts, mins, selfs = state[self.name]
         labels = ni.labels
-        for c, cnt, m in zip(cs, counts, mins):
+        for c, cnt, m, self_match in zip(cs, counts, mins, selfs):
             v = labels.get(c.key)
             if v is None:
-                return unresolvable(ERR_MISSING_LABEL)
-            self_match = 1 if c.selector.matches(pi.labels) else 0
+                return _MISSING
             if cnt.get(v, 0) + self_match - m > c.max_skew:
-                return unschedulable(ERR_MISMATCH)
+                return _MISMATCH
         return None
 
     # ---- score ----

@@ -29,6 +29,7 @@ def first_untolerated(taints, tolerations, effects=("NoSchedule", "NoExecute")) 
 
 class TaintToleration(Plugin):
     name = "TaintToleration"
+    node_state_only = True
     events = ("Node/Add", "Node/Update")
 
     def filter(self, state, pi, ni):
