@@ -171,10 +171,10 @@ _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # upstream's: no vowels, no co
 
 
 def generate_name(prefix: str) -> str:
-    import secrets
+    import random
 
     prefix = prefix[: 63 - 5]
-    return prefix + "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
+    return prefix + "".join(random.choices(_SUFFIX_ALPHABET, k=5))
 
 
 def prepare_create(r: Resource, obj: dict, namespace: str | None) -> None:

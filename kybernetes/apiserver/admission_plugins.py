@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-import secrets
+import random
 
 from kybernetes.api import errors
 
@@ -84,7 +84,8 @@ def _service_account(spec: dict) -> None:
     containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
     if any(m.get("mountPath") == _SA_MOUNT for c in containers for m in c.get("volumeMounts") or []):
         return
-    name = "kube-api-access-" + "".join(secrets.choice(_ALPHABET) for _ in range(5))
+    # Names, not secrets: a plain PRNG is enough (and far cheaper than the system's).
+    name = "kube-api-access-" + "".join(random.choices(_ALPHABET, k=5))
     spec.setdefault("volumes", []).append({"name": name, "projected": {
         "defaultMode": 420,
         "sources": [
