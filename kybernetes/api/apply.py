@@ -19,7 +19,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .fieldsets import FieldSet, Path, freeze, path_to_str
+import orjson
+
+from .fieldsets import FieldSet, Path, decode_shared, freeze, path_to_str
 
 SCHEMA_VERSION = "v1.33.0-local"
 FIELD_MANAGER_MAX_LENGTH = 128
@@ -320,18 +322,46 @@ class Comparison:
     removed: FieldSet = field(default_factory=FieldSet)
 
     def without(self, ignored: FieldSet) -> Comparison:
+        if ignored.empty():
+            return self
         return Comparison(self.added.recursive_difference(ignored),
                           self.modified.recursive_difference(ignored),
                           self.removed.recursive_difference(ignored))
 
 
-def compare(old: Any, new: Any, node: Node) -> Comparison:
+def compare(old: Any, new: Any, node: Node, *, skip_equal: bool = False) -> Comparison:
+    """What changed from old to new. `skip_equal` passes over subtrees that encode to the same
+    bytes without walking them: only for an `old` known to read against the schema (its list
+    keys were checked when it was written), since walking is also what finds bad list items."""
     out = Comparison()
-    _compare(old, new, node, (), out)
+    (_compare_skipping if skip_equal else _compare)(old, new, node, (), out)
     return out
 
 
-def _compare(lhs: Any, rhs: Any, node: Node, path: Path, c: Comparison) -> None:
+def _same(lhs: Any, rhs: Any) -> bool:
+    # Equal bytes: same keys, order and types (True is not 1, 1 is not 1.0), so nothing differs.
+    try:
+        return orjson.dumps(lhs) == orjson.dumps(rhs)
+    except TypeError:
+        return False
+
+
+def _compare_skipping(lhs: Any, rhs: Any, node: Node, path: Path, c: Comparison) -> None:
+    if lhs is not _MISSING and rhs is not _MISSING and isinstance(rhs, (dict, list)) \
+            and type(lhs) is type(rhs) and _same(lhs, rhs):
+        return
+    _compare(lhs, rhs, node, path, c, _compare_skipping)
+
+
+def _compare(lhs: Any, rhs: Any, node: Node, path: Path, c: Comparison, walk=None) -> None:
+    if path and (lhs is _MISSING or rhs is _MISSING):
+        # One side only: every path of the other is added (or removed).
+        out = c.added if lhs is _MISSING else c.removed
+        for pe in path[:-1]:
+            out = out.child(pe)
+        _all_paths(rhs if lhs is _MISSING else lhs, node, out, path[-1])
+        return
+    walk = walk or _compare
     present = rhs if rhs is not _MISSING else lhs
     node = _shape(node, present)
     if lhs is not _MISSING and rhs is not _MISSING and _shape(node, lhs) is not node:
@@ -350,18 +380,37 @@ def _compare(lhs: Any, rhs: Any, node: Node, path: Path, c: Comparison) -> None:
     if node.kind == "map":
         lv, rv = lv or {}, rv or {}
         for key in {**lv, **rv}:
-            _compare(lv.get(key, _MISSING), rv.get(key, _MISSING),
-                     node.fields.get(key) or node.elem or ANY, path + (("f", key),), c)
+            walk(lv.get(key, _MISSING), rv.get(key, _MISSING),
+                 node.fields.get(key) or node.elem or ANY, path + (("f", key),), c)
     else:
         lorder, lmap = _index(node, lv)
         rorder, rmap = _index(node, rv)
         for pe in dict.fromkeys(lorder + rorder):
-            _compare(lmap.get(pe, _MISSING), rmap.get(pe, _MISSING), node.elem or ANY,
-                     path + (pe,), c)
+            walk(lmap.get(pe, _MISSING), rmap.get(pe, _MISSING), node.elem or ANY,
+                 path + (pe,), c)
     if path and lhs is _MISSING:
         c.added.insert(path)
     elif path and rhs is _MISSING:
         c.removed.insert(path)
+
+
+def _all_paths(value: Any, node: Node, out: FieldSet, pe: tuple) -> None:
+    """Put pe and every path below it in value into out (what _compare finds for a value
+    against nothing), building the tree as it goes rather than inserting each path whole."""
+    out.members.add(pe)
+    node = _shape(node, value)
+    if _is_leaf(node) or not value:
+        return
+    sub = out.child(pe)
+    if node.kind == "map":
+        fields, elem = node.fields, node.elem or ANY
+        for key, child in value.items():
+            _all_paths(child, fields.get(key) or elem, sub, ("f", key))
+    else:
+        order, items = _index(node, value)
+        elem = node.elem or ANY
+        for p in order:
+            _all_paths(items[p], elem, sub, p)
 
 
 def remove_items(value: Any, node: Node, remove: FieldSet) -> Any:
@@ -423,6 +472,9 @@ class Entry:
     fields: FieldSet
     time: str | None = None
     subresource: str = ""
+    # The FieldsV1 this entry was read from, while `fields` is still the set read from it and
+    # that JSON is exactly what `fields.to_json()` would give: encoding reuses it.
+    raw: tuple[FieldSet, dict] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ident(self) -> tuple:
@@ -436,7 +488,9 @@ class Entry:
         if self.time:
             out["time"] = self.time
         out["fieldsType"] = "FieldsV1"
-        out["fieldsV1"] = self.fields.to_json()
+        raw = self.raw
+        out["fieldsV1"] = raw[1] if raw is not None and raw[0] is self.fields \
+            else self.fields.to_json()
         if self.subresource:
             out["subresource"] = self.subresource
         return out
@@ -449,9 +503,11 @@ def decode_managed_fields(entries: list | None) -> dict[tuple, Entry]:
             raise ApplyInvalid("managedFields entries must be objects")
         if raw.get("fieldsType", "FieldsV1") != "FieldsV1":
             raise ApplyInvalid(f"invalid fieldsType {raw.get('fieldsType')!r}")
+        data = raw.get("fieldsV1") or {}
+        fields, canonical = decode_shared(data)
         e = Entry(raw.get("manager", ""), raw.get("operation", "Update"),
-                  raw.get("apiVersion", ""), FieldSet.from_json(raw.get("fieldsV1") or {}),
-                  raw.get("time"), raw.get("subresource", ""))
+                  raw.get("apiVersion", ""), fields, raw.get("time"), raw.get("subresource", ""),
+                  (fields, data) if canonical else None)
         prev = out.get(e.ident)
         if prev is not None:
             e.fields = prev.fields.union(e.fields)
@@ -487,10 +543,30 @@ def _without_managed_fields(obj: dict | None) -> dict:
     return out
 
 
+def _view_without_managed_fields(obj: dict | None) -> dict:
+    """obj without managedFields, sharing everything else: for reading only."""
+    if not obj:
+        return {}
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or "managedFields" not in meta:
+        return obj
+    meta = dict(meta)
+    del meta["managedFields"]
+    return dict(obj, metadata=meta)
+
+
+def _minus(fs: FieldSet, *others: FieldSet) -> FieldSet:
+    """fs without the paths of others; fs itself (its encoding kept) when none is in it."""
+    for other in others:
+        if not fs.disjoint(other):
+            fs = fs.difference(other)
+    return fs
+
+
 def _strip(managers: dict[tuple, Entry]) -> None:
     for key in list(managers):
         e = managers[key]
-        e.fields = e.fields.difference(_STRIPPED)
+        e.fields = _minus(e.fields, _STRIPPED)
         if e.fields.empty():
             del managers[key]
 
@@ -632,16 +708,27 @@ def update_managed_fields(old: dict | None, new: dict, manager: str,
     try:
         root = root_node(schema_ref)
         managers = _managers_for_update(old, new, subresource)
-        before = _without_managed_fields(old) if old is not None else (
-            _create_baseline(new, root) if isinstance(schema_ref, str) else {})
-        diff = compare(before, _without_managed_fields(new), root).without(_paths(ignore))
-        changed = diff.added.union(diff.modified)
-        for e in managers.values():
-            e.fields = e.fields.difference(changed).difference(diff.removed)
+        if old is not None:
+            before = _view_without_managed_fields(old)
+            # An object that has managedFields had its list keys checked when it was written.
+            checked = bool((old.get("metadata") or {}).get("managedFields"))
+        else:
+            before = _create_baseline(new, root) if isinstance(schema_ref, str) else {}
+            checked = False
+        diff = compare(before, _view_without_managed_fields(new), root,
+                       skip_equal=checked).without(_paths(ignore))
+        changed = diff.added if diff.modified.empty() else diff.added.union(diff.modified)
         me = Entry(manager, "Update", api_version, FieldSet(), subresource=subresource)
         prev = managers.get(me.ident)
+        owned = prev.fields if prev is not None else None
+        for e in managers.values():
+            e.fields = _minus(e.fields, changed, diff.removed)
         if not changed.empty():
-            me.fields = changed if prev is None else changed.union(prev.fields)
+            if owned is not None and owned.disjoint(diff.removed) and changed.issubset(owned):
+                # It changed only what it owns already: the same set, and its encoding.
+                me.fields, me.raw = owned, prev.raw
+            else:
+                me.fields = changed if prev is None else changed.union(prev.fields)
             me.time = now
             managers[me.ident] = me
         _strip(managers)

@@ -13,7 +13,10 @@ Ordering follows structured-merge-diff: fields < keys < values < indexes, each b
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from typing import Any, Iterator
+
+import orjson
 
 PathElement = tuple
 Path = tuple
@@ -59,7 +62,35 @@ def _value_order(value: Any) -> tuple:
     return (1, value)
 
 
+def _cacheable(pe: PathElement) -> bool:
+    """True when pe holds only strings and ints: then equal tuples are the same element.
+    (1 == 1.0 and hash alike, but print differently, so floats are never cached.)"""
+    kind, content = pe
+    if kind == "k":
+        return all(type(v) is str or type(v) is int for _, v in content)
+    return type(content) is str or type(content) is int
+
+
+_ORDER: dict[PathElement, tuple] = {}
+_TEXT: dict[PathElement, str] = {}
+_CACHE_MAX = 50_000  # distinct path elements remembered (names, keys); cleared when full
+
+
 def pe_order(pe: PathElement) -> tuple:
+    if pe[0] == "f":
+        return (0, pe[1])
+    if not _cacheable(pe):  # checked first: a float key would find its int twin
+        return _pe_order(pe)
+    out = _ORDER.get(pe)
+    if out is None:
+        out = _pe_order(pe)
+        if len(_ORDER) >= _CACHE_MAX:
+            _ORDER.clear()
+        _ORDER[pe] = out
+    return out
+
+
+def _pe_order(pe: PathElement) -> tuple:
     kind, content = pe
     if kind == "k":
         return (1, tuple((name, _value_order(v)) for name, v in content))
@@ -76,6 +107,20 @@ def _json(value: Any) -> str:
 
 
 def pe_to_str(pe: PathElement) -> str:
+    if pe[0] == "f":
+        return "f:" + pe[1]
+    if not _cacheable(pe):
+        return _pe_to_str(pe)
+    out = _TEXT.get(pe)
+    if out is None:
+        out = _pe_to_str(pe)
+        if len(_TEXT) >= _CACHE_MAX:
+            _TEXT.clear()
+        _TEXT[pe] = out
+    return out
+
+
+def _pe_to_str(pe: PathElement) -> str:
     kind, content = pe
     if kind == "f":
         return "f:" + content
@@ -86,8 +131,24 @@ def pe_to_str(pe: PathElement) -> str:
     return f"i:{content}"
 
 
+_PARSED: dict[str, PathElement | None] = {}
+
+
 def pe_from_str(text: str) -> PathElement | None:
     """Parse one FieldsV1 key; None for kinds this version does not know (upstream drops them)."""
+    out = _PARSED.get(text, _UNSEEN)
+    if out is _UNSEEN:
+        out = _pe_from_str(text)
+        if len(_PARSED) >= _CACHE_MAX:
+            _PARSED.clear()
+        _PARSED[text] = out
+    return out
+
+
+_UNSEEN = object()
+
+
+def _pe_from_str(text: str) -> PathElement | None:
     if len(text) < 2 or text[1] != ":":
         raise ValueError(f"invalid path element {text!r}")
     kind, rest = text[0], text[2:]
@@ -190,6 +251,20 @@ class FieldSet:
         for pe in sorted(self.children, key=pe_order):
             yield from self.children[pe].paths(prefix + (pe,))
 
+    def disjoint(self, other: FieldSet) -> bool:
+        """No path in both: `difference(other)` would leave this set as it is."""
+        if not self.members.isdisjoint(other.members):
+            return False
+        theirs = other.children
+        return all(pe not in theirs or c.disjoint(theirs[pe]) for pe, c in self.children.items())
+
+    def issubset(self, other: FieldSet) -> bool:
+        if not self.members <= other.members:
+            return False
+        theirs = other.children
+        return all(c.issubset(theirs[pe]) if pe in theirs else c.empty()
+                   for pe, c in self.children.items())
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FieldSet):
             return NotImplemented
@@ -199,12 +274,16 @@ class FieldSet:
         return f"FieldSet({self.to_json()!r})"
 
     # -- algebra (structured-merge-diff semantics) ---------------------------------------------
+    # Results share the subtrees they leave untouched with their operands: build a set with
+    # insert/child, then treat it as a value.
     def union(self, other: FieldSet) -> FieldSet:
-        out = self.copy()
-        out.members |= other.members
+        out = FieldSet()
+        out.members = self.members | other.members
+        kids = dict(self.children)
         for pe, c in other.children.items():
-            mine = out.children.get(pe)
-            out.children[pe] = c.copy() if mine is None else mine.union(c)
+            mine = kids.get(pe)
+            kids[pe] = c if mine is None else mine.union(c)
+        out.children = kids
         return out
 
     def intersection(self, other: FieldSet) -> FieldSet:
@@ -224,7 +303,7 @@ class FieldSet:
         out.members = self.members - other.members
         for pe, c in self.children.items():
             theirs = other.children.get(pe)
-            sub = c.copy() if theirs is None else c.difference(theirs)
+            sub = c if theirs is None else c.difference(theirs)
             if not sub.empty():
                 out.children[pe] = sub
         return out
@@ -237,7 +316,7 @@ class FieldSet:
             if pe in other.members:
                 continue
             theirs = other.children.get(pe)
-            sub = c.copy() if theirs is None else c.recursive_difference(theirs)
+            sub = c if theirs is None else c.recursive_difference(theirs)
             if not sub.empty():
                 out.children[pe] = sub
         return out
@@ -284,3 +363,27 @@ class FieldSet:
         if children is None:
             is_member = True
         return children, is_member
+
+
+# FieldsV1 as stored -> (FieldSet, whether to_json gives the same bytes back). Objects of one
+# template share their sets, so most writes decode from here. The sets are shared: never mutate.
+_DECODED: OrderedDict[bytes, tuple[FieldSet, bool]] = OrderedDict()
+_DECODED_MAX = 4096
+
+
+def decode_shared(data: Any) -> tuple[FieldSet, bool]:
+    """`FieldSet.from_json(data)` (not to be mutated) and whether `data` is its canonical form."""
+    try:
+        key = orjson.dumps(data)
+    except TypeError:  # not JSON-shaped: no caching, same outcome
+        return FieldSet.from_json(data), False
+    hit = _DECODED.get(key)
+    if hit is not None:
+        _DECODED.move_to_end(key)
+        return hit
+    fs = FieldSet.from_json(data)
+    hit = (fs, orjson.dumps(fs.to_json()) == key)
+    _DECODED[key] = hit
+    if len(_DECODED) > _DECODED_MAX:
+        _DECODED.popitem(last=False)
+    return hit

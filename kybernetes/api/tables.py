@@ -268,6 +268,29 @@ def row_cells(group: str, resource: str, obj: Obj, now: datetime | None = None,
     return [meta.get("name", ""), stamp]
 
 
+# (group, resource, apiVersion, namespace, name, uid, resourceVersion) -> (second, cells,
+# conditions): lists and every watcher of a Table stream render a stored state once a second.
+_ROWS: dict[tuple, tuple] = {}
+_ROWS_MAX = 100_000
+
+
+def _row_key(group: str, resource: str, obj: Obj) -> tuple | None:
+    meta = obj.get("metadata") or {}
+    rv = meta.get("resourceVersion")
+    if not rv:
+        return None
+    return (group, resource, obj.get("apiVersion"), meta.get("namespace"), meta.get("name"),
+            meta.get("uid"), rv)
+
+
+def _remember(key: tuple, value: tuple) -> None:
+    if len(_ROWS) >= _ROWS_MAX:
+        # Oldest first (dicts keep insertion order): drop a tenth at a time.
+        for k in list(_ROWS)[:_ROWS_MAX // 10]:
+            del _ROWS[k]
+    _ROWS[key] = value
+
+
 def partial_object_metadata(obj: Obj, meta_version: str = "v1") -> Obj:
     return {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{meta_version}",
             "metadata": obj.get("metadata") or {}}
@@ -277,20 +300,32 @@ def to_table(group: str, resource: str, objects: Iterable[Obj], *, list_resource
              continue_token: str | None = None, include_object: str = "Metadata", now: datetime | None = None,
              with_column_definitions: bool = True, printer_columns: list[Obj] | None = None,
              remaining_item_count: int | None = None, meta_version: str = "v1",
-             kind: str | None = None, api_version: str | None = None) -> Obj:
+             kind: str | None = None, api_version: str | None = None,
+             cache: bool = False) -> Obj:
     """A meta.k8s.io Table for a list (or one object). `kind`/`api_version` fill in the type of
-    embedded objects for includeObject=Object when the stored items lack them."""
+    embedded objects for includeObject=Object when the stored items lack them. `cache`: the
+    objects are stored states (a list, a watch event), so a row may be reused for the same
+    object and resourceVersion within the same second (ages are printed in whole seconds)."""
     if include_object not in ("None", "Metadata", "Object", ""):
         raise ValueError(f"unrecognized includeObject value: {include_object!r}")
     now = now or datetime.now(timezone.utc)
     items = list(objects)
     rows: list[Obj] | None = []
+    second = int(now.timestamp())
     for obj in items:
-        row: Obj = {"cells": row_cells(group, resource, obj, now, printer_columns)}
-        if printer_columns is None and (group, resource) == ("", "pods"):
-            conditions = pod_row_conditions(obj)
-            if conditions:
-                row["conditions"] = conditions
+        key = _row_key(group, resource, obj) if cache and printer_columns is None else None
+        hit = _ROWS.get(key) if key is not None else None
+        if hit is not None and hit[0] == second:
+            cells, conditions = hit[1], hit[2]
+        else:
+            cells = row_cells(group, resource, obj, now, printer_columns)
+            conditions = pod_row_conditions(obj) \
+                if printer_columns is None and (group, resource) == ("", "pods") else None
+            if key is not None:
+                _remember(key, (second, cells, conditions))
+        row: Obj = {"cells": cells}
+        if conditions:
+            row["conditions"] = conditions
         if include_object == "Object":
             full = dict(obj)
             if kind and "kind" not in full:

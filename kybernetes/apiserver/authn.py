@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import ssl
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,10 @@ class Authenticator:
         self.tokens = tokens
         # token -> User for ServiceAccount JWTs (None when invalid)
         self.service_account = service_account
+        # A connection's client certificate is fixed once its handshake is done (the server
+        # refuses renegotiation), so its user is read once per connection, not per request.
+        self._by_connection: weakref.WeakKeyDictionary[ssl.SSLObject, User | None] = \
+            weakref.WeakKeyDictionary()
 
     def authenticate(self, request: web.Request) -> User | None:
         auth = request.headers.get("Authorization", "")
@@ -71,9 +76,13 @@ class Authenticator:
             return None
         sslobj = request.transport.get_extra_info("ssl_object") if request.transport else None
         if isinstance(sslobj, ssl.SSLObject):
-            cert = sslobj.getpeercert()
-            if cert:
-                return _user_from_cert(cert)
+            try:
+                return self._by_connection[sslobj]
+            except KeyError:
+                cert = sslobj.getpeercert()
+                user = _user_from_cert(cert) if cert else None
+                self._by_connection[sslobj] = user
+                return user
         return None
 
 

@@ -91,13 +91,15 @@ class Rest:
         return json_response(obj, status, headers)
 
     def table(self, r: Resource, items: list[dict], rv: str, cont: str | None, accept: Accept,
-              columns: bool = True) -> dict:
+              columns: bool = True, stored: bool = False) -> dict:
+        """`stored`: the items are states as stored (lists, watch events), whose rows may be
+        reused; a write's response may be a dry run and is rendered afresh."""
         from kybernetes.api import tables
 
         return tables.to_table(r.group, r.plural, items, list_resource_version=rv,
                                continue_token=cont, include_object=accept.include_object,
                                with_column_definitions=columns,
-                               printer_columns=list(r.printer_columns) or None)
+                               printer_columns=list(r.printer_columns) or None, cache=stored)
 
     # ---- reads ----
 
@@ -151,7 +153,7 @@ class Rest:
         items = [convert.from_storage(r, o) for o in items]  # conversion: see convert.py
         rv_s = str(rv)
         if accept.table:
-            return json_response(self.table(r, items, rv_s, next_cont, accept))
+            return json_response(self.table(r, items, rv_s, next_cont, accept, stored=True))
         meta: dict = {"resourceVersion": rv_s}
         if next_cont:
             meta["continue"] = next_cont
@@ -543,7 +545,7 @@ class _WatchStream:
     def encode(self, kind: str, ev: CachedEvent) -> bytes:
         if self.accept.table:
             table = self.rest.table(self.r, [ev.obj], ev.obj["metadata"]["resourceVersion"], None,
-                                    self.accept, columns=not self.sent_columns)
+                                    self.accept, columns=not self.sent_columns, stored=True)
             self.sent_columns = True
             return orjson.dumps({"type": kind, "object": table}) + b"\n"
         if self.accept.partial_metadata:

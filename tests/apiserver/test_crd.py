@@ -124,7 +124,7 @@ def test_unknown_fields_pruned_or_refused_and_defaults(kubectl, api, group, ns):
     assert "colour" not in obj["spec"]
     assert obj["spec"]["replicas"] == 1 and obj["spec"]["size"] == "M"  # defaults
     warned = client.CustomObjectsApi(api).create_namespaced_custom_object(
-        group, "v1", ns, "widgets", yaml.safe_load(manifest.replace("w1", "w2")),
+        group, "v1", ns, "widgets", dict(yaml.safe_load(manifest), metadata={"name": "w2"}),
         field_validation="Warn", _preload_content=False)
     assert warned.status == 201
     assert "unknown field" in warned.headers["Warning"] and "spec.colour" in warned.headers["Warning"]
