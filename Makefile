@@ -30,7 +30,7 @@ up: deps
 	$(VENV)/bin/kyb server --data-dir $(DATA_DIR)
 
 test: deps
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider --durations=30 $(PYTEST_ARGS)
 
 bench: deps
 	$(PY) benchmarks/store.py
