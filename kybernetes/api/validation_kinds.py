@@ -440,8 +440,26 @@ def validate_daemonset(obj: dict, old: dict | None) -> list[Cause]:
     return errs
 
 
+def _with_claim_volumes(obj: dict) -> dict:
+    """Containers may mount volumeClaimTemplates by name: each pod gets a volume of that name
+    (upstream validates StatefulSet templates without requiring it in the pod spec)."""
+    spec = _d(obj.get("spec"))
+    claims = [_d(_d(t).get("metadata")).get("name") for t in _l(spec.get("volumeClaimTemplates"))]
+    template = spec.get("template")
+    if not claims or not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
+        return obj
+    tspec = template["spec"]
+    have = {_d(v).get("name") for v in _l(tspec.get("volumes"))}
+    extra = [{"name": n, "persistentVolumeClaim": {"claimName": n}} for n in claims
+             if isinstance(n, str) and n not in have]
+    if not extra:
+        return obj
+    new_tspec = dict(tspec, volumes=_l(tspec.get("volumes")) + extra)
+    return dict(obj, spec=dict(spec, template=dict(template, spec=new_tspec)))
+
+
 def validate_statefulset(obj: dict, old: dict | None) -> list[Cause]:
-    errs = _workload(obj, old, "statefulset")
+    errs = _workload(_with_claim_volumes(obj), old, "statefulset")
     spec = _d(obj.get("spec"))
     pmp = spec.get("podManagementPolicy")
     if pmp and pmp not in ("OrderedReady", "Parallel"):

@@ -1,4 +1,4 @@
-"""`kyb lab up|down|exec|cut|heal|status`."""
+"""`kyb lab up|add|down|exec|cut|heal|status`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .hosts import LabError
-from .lab import Lab
+from .lab import NAME, SUBNET, Lab
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,7 +19,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     up.add_argument("--no-agent", action="store_true",
                     help="no node agents (Node objects are registered for the hosts instead)")
     up.add_argument("--proxy-mode", choices=("iptables", "nftables"), default="iptables")
-    for name, text in (("down", "stop everything and remove the hosts"),
+    up.add_argument("--node-monitor-grace", type=float, default=None, metavar="SECONDS",
+                    help="how long a silent node stays Ready (controller-manager's "
+                         "KYB_NODE_MONITOR_GRACE; default 40; keep it above 10)")
+    up.add_argument("--name", default=NAME, help="host name prefix (a second lab needs its own)")
+    up.add_argument("--subnet", default=SUBNET, help="the lab bridge's /24")
+    for name, text in (("add", "one more host, joined to the running cluster"),
+                       ("down", "stop everything and remove the hosts"),
                        ("status", "the lab's processes")):
         sub.add_parser(name, help=text)
     ex = sub.add_parser("exec", help="run a command in a host's network namespace")
@@ -38,9 +44,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         match args.lab_command:
             case "up":
-                lab.up(args.nodes, agent=not args.no_agent, proxy_mode=args.proxy_mode)
+                lab.up(args.nodes, agent=not args.no_agent, proxy_mode=args.proxy_mode,
+                       subnet=args.subnet, name=args.name,
+                       node_monitor_grace=args.node_monitor_grace)
                 print(f"lab up: {', '.join(f'{h.name} ({h.ip})' for h in lab.hosts)}")
                 print(f"  export KUBECONFIG={lab.kubeconfig}; kubectl get nodes")
+            case "add":
+                h = lab.add()
+                print(f"lab add: {h.name} ({h.ip})")
             case "down":
                 lab.down()
             case "status":

@@ -38,12 +38,17 @@ class Host:
         return asdict(self)
 
 
+def link_prefix(prefix: str) -> str:
+    """Interface names from the lab's name (≤ 15 characters): kyb-lab → kyblab."""
+    return prefix.replace("-", "")[:9]
+
+
 def plan_hosts(count: int, subnet: str, prefix: str = "kyb-lab") -> list[Host]:
     """Host i (1-based) gets the subnet's address .10+i; the bridge keeps .1."""
     net = ipaddress.ip_network(subnet)
     if count < 1 or count > min(200, net.num_addresses - 12):
         raise LabError(f"--nodes must be between 1 and {min(200, net.num_addresses - 12)}")
-    return [Host(f"{prefix}-{i}", str(net.network_address + 10 + i), f"kyblab-{i}")
+    return [Host(f"{prefix}-{i}", str(net.network_address + 10 + i), f"{link_prefix(prefix)}-{i}")
             for i in range(1, count + 1)]
 
 

@@ -30,13 +30,15 @@ from . import hosts
 from .hosts import Host, LabError
 
 SUBNET = "172.31.250.0/24"
+NAME = "kyb-lab"    # host names are NAME-1, NAME-2, …; another name (and subnet) = a second lab
 BRIDGE = "kyblab0"
 API_PORT = 6443
 # What a lab cluster needs to run workloads across nodes (named, so that one controller being
 # rewritten elsewhere cannot stop the lab's control plane).
 CONTROLLERS = ("nodeipam", "nodelifecycle", "replicaset", "deployment", "statefulset", "job",
                "endpoints", "endpointslice", "serviceaccount", "namespace", "garbagecollector",
-               "podgc", "root-ca-cert-publisher")
+               "podgc", "root-ca-cert-publisher", "daemonset", "cronjob",
+               "persistentvolume-binder", "local-path-provisioner")
 
 
 def _has(module: str) -> bool:
@@ -82,25 +84,27 @@ class Lab:
     # ---- up ----
 
     def up(self, nodes: int, *, agent: bool = True, proxy_mode: str = "iptables",
-           subnet: str = SUBNET, timeout: float = 120) -> None:
+           subnet: str = SUBNET, name: str = NAME, timeout: float = 120,
+           node_monitor_grace: float | None = None) -> None:
         if self.state["hosts"]:
             raise LabError(f"a lab is already recorded in {self.state_path}; run `kyb lab down`")
+        bridge = BRIDGE if name == NAME else f"{hosts.link_prefix(name)}0"
         clash = hosts.subnet_in_use(subnet)
-        if clash or hosts.link_exists(BRIDGE):
-            raise LabError(f"lab subnet {subnet} is in use here ({clash or BRIDGE})")
-        planned = hosts.plan_hosts(nodes, subnet)
+        if clash or hosts.link_exists(bridge):
+            raise LabError(f"lab subnet {subnet} is in use here ({clash or bridge})")
+        planned = hosts.plan_hosts(nodes, subnet, name)
         taken = [h.name for h in planned if hosts.netns_exists(h.name) or hosts.link_exists(h.veth)]
         if taken:
             raise LabError(f"leftovers of another lab: {', '.join(taken)}")
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.state.update(bridge=BRIDGE, subnet=subnet, agent=agent, procs=[],
-                          hosts=[h.to_dict() for h in planned])
+        self.state.update(bridge=bridge, subnet=subnet, name=name, agent=agent,
+                          proxy_mode=proxy_mode, procs=[], hosts=[h.to_dict() for h in planned])
         self.save()     # recorded first: `down` can undo a half-built lab
         try:
-            hosts.create_bridge(BRIDGE, subnet)
+            hosts.create_bridge(bridge, subnet)
             for h in planned:
-                hosts.create_host(h, BRIDGE, subnet)
-            self._start_control_plane(timeout)
+                hosts.create_host(h, bridge, subnet)
+            self._start_control_plane(timeout, node_monitor_grace)
             for h in planned:
                 self._start_node(h, agent=agent, proxy_mode=proxy_mode)
             if not agent:
@@ -109,7 +113,24 @@ class Lab:
             self.down()
             raise
 
-    def _spawn(self, host: Host, name: str, *args: str) -> int:
+    def add(self) -> Host:
+        """One more host joined to the running cluster (a node that joins later)."""
+        if not self.state["hosts"]:
+            raise LabError(f"no lab is recorded in {self.state_path}; run `kyb lab up` first")
+        h = hosts.plan_hosts(len(self.state["hosts"]) + 1, self.state["subnet"],
+                             self.state.get("name", NAME))[-1]
+        if hosts.netns_exists(h.name) or hosts.link_exists(h.veth):
+            raise LabError(f"leftovers of another lab: {h.name}")
+        self.state["hosts"].append(h.to_dict())
+        self.save()     # recorded first: `down` removes it even if the start fails
+        hosts.create_host(h, self.state["bridge"], self.state["subnet"])
+        agent = self.state.get("agent", True)
+        self._start_node(h, agent=agent, proxy_mode=self.state.get("proxy_mode", "iptables"))
+        if not agent:
+            self._register_nodes()
+        return h
+
+    def _spawn(self, host: Host, name: str, *args: str, env: dict | None = None) -> int:
         """`kyb ARGS` inside the host's netns, in its own session; logs in DIR/hosts/HOST."""
         logdir = self.dir / "hosts" / host.name
         logdir.mkdir(parents=True, exist_ok=True)
@@ -119,13 +140,14 @@ class Lab:
             p = subprocess.Popen(["nsenter", f"--net=/run/netns/{host.name}", sys.executable,
                                   "-m", "kybernetes", *args], stdout=log,
                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True)
+                                 start_new_session=True,
+                                 env={**os.environ, **env} if env else None)
         # nsenter execs the command: this PID is the component's.
         self.state["procs"].append({"host": host.name, "name": name, "pid": p.pid})
         self.save()
         return p.pid
 
-    def _start_control_plane(self, timeout: float) -> None:
+    def _start_control_plane(self, timeout: float, node_monitor_grace: float | None) -> None:
         s = self.server
         sdir = self.dir / "server"
         self._spawn(s, "apiserver", "apiserver", "--data-dir", str(sdir), "--bind-address",
@@ -135,8 +157,14 @@ class Lab:
         shutil.copyfile(sdir / "kubeconfig.yaml", self.kubeconfig)
         self.kubeconfig.chmod(0o600)
         kc = str(sdir / "kubeconfig.yaml")
+        # local-path volumes live in the lab's directory (every host shares this filesystem).
+        env = {"KYBERNETES_LOCAL_PATH_DIR": str(self.dir / "storage")}
+        if node_monitor_grace is not None:
+            # Tests see a cut node go Unknown (and its pods move) in seconds; keep it above
+            # the kubelet's 10 s lease renewal or healthy nodes flap.
+            env["KYB_NODE_MONITOR_GRACE"] = str(node_monitor_grace)
         self._spawn(s, "controller-manager", "controller-manager", "--kubeconfig", kc,
-                    "--controllers", ",".join(CONTROLLERS), "--leader-elect=false")
+                    "--controllers", ",".join(CONTROLLERS), "--leader-elect=false", env=env)
         if _has("kybernetes.scheduler.main"):
             self._spawn(s, "scheduler", "scheduler", "--kubeconfig", kc, "--leader-elect=false")
 
