@@ -15,7 +15,7 @@ import urllib3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import start_apiserver
+from kybtest import start_apiserver
 
 NS = "bad-input"
 PODS = f"/api/v1/namespaces/{NS}/pods"

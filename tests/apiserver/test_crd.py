@@ -13,7 +13,7 @@ import yaml
 from kubernetes import client, config, dynamic
 from kubernetes.client.rest import ApiException
 
-from conftest import Kubectl, kubectl_binary, start_apiserver
+from kybtest import Kubectl, kubectl_binary, start_apiserver
 
 
 @pytest.fixture

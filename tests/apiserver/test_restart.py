@@ -6,7 +6,7 @@ import threading
 
 from kubernetes import client, config, watch
 
-from conftest import start_apiserver
+from kybtest import start_apiserver
 
 
 def test_restart_keeps_objects_and_watch_resumes(tmp_path):

@@ -23,7 +23,7 @@ from kybernetes.streaming import channels, spdy
 from kybernetes.streaming.portforward import serve_portforward
 from kybernetes.streaming.remotecommand import ExecIO, serve_exec
 
-from conftest import kubectl_binary
+from kybtest import kubectl_binary
 
 VERSIONS = ("1.27", "1.29", "1.30", "1.31", "1.33")
 LOG_LINES = [f"line {i}" for i in range(1, 6)]

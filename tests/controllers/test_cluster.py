@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from conftest import Kubectl, free_port, kubectl_binary, stop_process
+from kybtest import Kubectl, free_port, kubectl_binary, stop_process
 
 
 def _until(fn, timeout=60.0, every=0.3):

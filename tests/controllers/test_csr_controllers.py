@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from hypothesis import given, settings, strategies as st
 
-import conftest
+import kybtest as conftest
 from csr_helpers import (condition, csr_object, get_csr, issued, key_pem, kubeconfig_as, new_key,
                          subject_of, unique)
 from kybernetes.api import certificates as certs

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import conftest
+import kybtest as conftest
 from kybernetes.controllers import deployment_util as du
 
 pytestmark = pytest.mark.skipif(conftest.kubectl_binary("1.33") is None, reason="kubectl 1.33 missing")

@@ -14,7 +14,7 @@ import uuid
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import conftest
+import kybtest as conftest
 from kybernetes.client import Client, resource
 from kybernetes.controllers.endpoints import OVER_CAPACITY, desired_subsets, find_port, truncate
 

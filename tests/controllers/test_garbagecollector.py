@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import Kubectl, kubectl_binary, start_component, stop_process
+from kybtest import Kubectl, kubectl_binary, start_component, stop_process
 from kybernetes.api.registry import Resource
 from kybernetes.controllers.gc_graph import (DANGLING, FOREGROUND, ORPHAN, SOLID, WAITING, Graph,
                                              finalizer_patch, needs_attention, node_from_meta,

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-import conftest
+import kybtest as conftest
 from kybernetes.client import Client, resource
 
 PODS = resource("v1", "Pod")

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import Kubectl, kubectl_binary, start_component, stop_process
+from kybtest import Kubectl, kubectl_binary, start_component, stop_process
 from kybernetes.api.registry import Resource
 from kybernetes.controllers.namespace import (CONDITION_TYPES, CONTENT_FAILURE, CONTENT_REMAINING,
                                               FINALIZER_ESTIMATE_SECONDS, FINALIZERS_REMAINING,

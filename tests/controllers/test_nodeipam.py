@@ -14,7 +14,7 @@ import uuid
 
 from hypothesis import given, settings, strategies as st
 
-import conftest
+import kybtest as conftest
 from kybernetes.client import Client, resource
 from kybernetes.controllers.nodeipam import CIDRSet
 

@@ -18,7 +18,7 @@ import sys
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import conftest
+import kybtest as conftest
 from kybernetes.client import Client, resource
 from kybernetes.controllers.nodelifecycle import (UNREACHABLE, desired_taints,
                                                   min_toleration_seconds, reconcile_taints,

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-import conftest
+import kybtest as conftest
 from kybernetes.controllers import localpath as lp
 from kybernetes.controllers import persistentvolume as pvc_
 

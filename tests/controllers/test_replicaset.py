@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import conftest
+import kybtest as conftest
 from kybernetes.api.errors import ApiError
 from kybernetes.client import Client, resource
 from kybernetes.controllers.replicas import (Expectations, calculate_status, is_pod_available,

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-import conftest
+import kybtest as conftest
 from kybernetes.client import Client, resource
 from kybernetes.controllers.replicationcontroller import ReplicationControllerController
 

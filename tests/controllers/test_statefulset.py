@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import conftest
+import kybtest as conftest
 from kybernetes.controllers import history
 from kybernetes.controllers import statefulset as ss
 

@@ -23,7 +23,7 @@ import dns.reversename
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-import conftest  # noqa: E402  (the repository's shared fixtures module)
+import kybtest as conftest  # noqa: E402  (the shared test helpers)
 
 from kybernetes.api.errors import ApiError  # noqa: E402
 from kybernetes.client import Client  # noqa: E402

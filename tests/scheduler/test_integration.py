@@ -28,7 +28,7 @@ def pod(name: str, cpu: str = "100m", **spec) -> dict:
                                      "resources": {"requests": {"cpu": cpu}}}], **spec}}
 
 
-async def poll(fn, timeout: float = 20):
+async def poll(fn, timeout: float = 60):
     deadline = time.monotonic() + timeout
     while True:
         out = await fn()

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import conftest  # noqa: E402
+import kybtest as conftest  # noqa: E402
 from kybernetes.client import Client, InformerFactory, resource  # noqa: E402
 
 NODES, PODS, NS = resource("v1", "Node"), resource("v1", "Pod"), resource("v1", "Namespace")

@@ -74,6 +74,21 @@ def test_becomes_ready_after_ready_delay():
     assert cond(p, "Ready")["status"] == cond(p, "ContainersReady")["status"] == "True"
 
 
+def test_a_late_first_write_reports_what_happened_since_in_one_status():
+    """Like the kubelet's status manager, a write that comes late carries the latest state:
+    containers started when due (seen + start_delay), Ready once ready_delay has passed."""
+    on_time = step(pod(), T0 + 1).status
+    assert not on_time["containerStatuses"][0]["ready"]
+    late = step(pod(), T0 + 3.5)
+    s = late.status
+    assert s["phase"] == "Running" and s["containerStatuses"][0]["ready"]
+    assert cond(dict(pod(), status=s), "Ready")["status"] == "True"
+    assert s["startTime"] == objects.now_time(T0 + 1)
+    assert s["containerStatuses"][0]["state"]["running"]["startedAt"] == objects.now_time(T0 + 1)
+    settled = step(dict(pod(), status=s), T0 + 4, started=T0 + 1)
+    assert settled.status is None  # nothing left to write
+
+
 def test_readiness_gate_keeps_ready_false_until_its_condition_is_true():
     p, _ = run_until(pod(readinessGates=[{"conditionType": "example.com/lb"}]), T0 + 1)
     p, _ = run_until(p, T0 + 5)

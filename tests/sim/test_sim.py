@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-import conftest
+import kybtest as conftest
 from kybernetes.api.errors import ApiError
 from kybernetes.client import Client, resource
 from kybernetes.sim.podstatus import EXIT_AFTER, EXIT_CODE
