@@ -14,18 +14,30 @@ from collections import deque
 
 
 class TokenBucket:
-    def __init__(self, rate: float, burst: int):
+    def __init__(self, rate: float, burst: int, *, clock=time.monotonic):
         self.rate, self.burst = rate, burst
+        self.clock = clock
         self.tokens = float(burst)
-        self.last = time.monotonic()
+        self.last = clock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
 
     def reserve(self) -> float:
         """Take a token; the delay before it is really available."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
+        self._refill()
         self.tokens -= 1
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+    def try_accept(self) -> bool:
+        """Take a token if one is available now."""
+        self._refill()
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 class WorkQueue:

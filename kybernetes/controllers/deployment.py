@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 
+from kybernetes.api import errors
 from kybernetes.api.errors import ApiError
 from kybernetes.api.selectors import SelectorError, label_selector_from_object
 from kybernetes.client import Controller, controller_of, owner_reference, resource
@@ -495,6 +496,12 @@ class DeploymentController(Controller):
             if n == 0 or n == avail:
                 continue
             count = min(max_cleanup - total, n - avail)
+            if count < 0:
+                # Its status still counts pods of a bigger size (e.g. ones being deleted):
+                # scaling "down" to n - count would scale it up. Upstream refuses and retries.
+                raise errors.conflict("replicasets", rs["metadata"]["name"], "apps", why=(
+                    "when cleaning up unhealthy replicas, got invalid request to scale down "
+                    f"{rs['metadata'].get('namespace')}/{rs['metadata']['name']} {n} -> {n - count}"))
             _, old_rss[i] = await self._scale_and_record(d, rs, n - count)
             total += count
         return old_rss, total

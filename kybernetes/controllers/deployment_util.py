@@ -8,6 +8,7 @@ here does I/O, so every rule can be unit tested against upstream's own tables.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from datetime import datetime, timezone
 
@@ -87,8 +88,14 @@ def _prune(value):
 
 def normalize_template(template: dict | None, *, drop_hash: bool = True) -> dict:
     """A canonical form of a pod template: defaulted like the API server does, without the
-    pod-template-hash label, nulls and empty values removed."""
-    t = copy.deepcopy(template or {})
+    pod-template-hash label, nulls and empty values removed. Shared between calls (every
+    sync compares the Deployment's template with each ReplicaSet's): do not modify it."""
+    return _normalized(orjson.dumps(template or {}), drop_hash)
+
+
+@functools.lru_cache(maxsize=256)
+def _normalized(raw: bytes, drop_hash: bool) -> dict:
+    t = orjson.loads(raw)
     spec = t.get("spec")
     if isinstance(spec, dict):
         defaults.pod_spec(spec)

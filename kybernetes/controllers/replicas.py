@@ -170,52 +170,77 @@ def _log_rank(t: datetime, now: datetime) -> int:
     return int(math.floor(math.log2(ns))) if ns > 0 else -1
 
 
-def _newer_first(ti: datetime | None, tj: datetime | None, now: datetime,
-                 uid_i: str, uid_j: str) -> bool:
-    """Zero time first, then the younger by logarithmic bucket, then by uid."""
-    if ti is None or tj is None:
-        return ti is None
-    diff = _log_rank(ti, now) - _log_rank(tj, now)
-    if diff == 0:
-        return uid_i < uid_j
-    return diff < 0
-
-
 def _ready_time(pod: dict) -> datetime | None:
     c = ready_condition(pod)
     return parse_time(c.get("lastTransitionTime")) if c and c.get("status") == "True" else None
 
 
-def deletion_less(a: dict, b: dict, rank_a: int, rank_b: int, now: datetime) -> bool:
+@dataclass(slots=True)
+class _Facts:
+    """What the ranking compares about one pod, read once (parsing times is the costly part)."""
+    assigned: bool
+    phase: int
+    ready: bool
+    cost: int
+    rank: int
+    uid: str
+    ready_at: datetime | None
+    ready_bucket: int
+    restarts: tuple[int, int]
+    created: datetime | None
+    created_bucket: int
+
+
+def _bucket(t: datetime | None, now: datetime) -> int:
+    return _log_rank(t, now) if t is not None else 0
+
+
+def _facts(pod: dict, rank: int, now: datetime) -> _Facts:
+    ready = is_pod_ready(pod)
+    ready_at = _ready_time(pod) if ready else None
+    created = parse_time(pod["metadata"].get("creationTimestamp"))
+    return _Facts(assigned=bool((pod.get("spec") or {}).get("nodeName")),
+                  phase=_PHASE_ORDINAL.get((pod.get("status") or {}).get("phase"), 0),
+                  ready=ready, cost=_deletion_cost(pod), rank=rank,
+                  uid=pod["metadata"].get("uid", ""),
+                  ready_at=ready_at, ready_bucket=_bucket(ready_at, now),
+                  restarts=_max_restarts(pod), created=created,
+                  created_bucket=_bucket(created, now))
+
+
+def _newer(ti: datetime | None, tj: datetime | None, bi: int, bj: int, uid_i: str, uid_j: str) -> bool:
+    """Zero time first, then the younger by logarithmic bucket, then by uid."""
+    if ti is None or tj is None:
+        return ti is None
+    if bi == bj:
+        return uid_i < uid_j
+    return bi < bj
+
+
+def _less(a: _Facts, b: _Facts) -> bool:
     """Should `a` be deleted before `b`? Upstream ActivePodsWithRanks.Less, step by step."""
-    na, nb = (a.get("spec") or {}).get("nodeName") or "", (b.get("spec") or {}).get("nodeName") or ""
-    if na != nb and (not na or not nb):                  # 1. unassigned < assigned
-        return not na
-    pa = _PHASE_ORDINAL.get((a.get("status") or {}).get("phase"), 0)
-    pb = _PHASE_ORDINAL.get((b.get("status") or {}).get("phase"), 0)
-    if pa != pb:                                         # 2. Pending < Unknown < Running
-        return pa < pb
-    ra, rb = is_pod_ready(a), is_pod_ready(b)
-    if ra != rb:                                         # 3. not ready < ready
-        return not ra
-    ca, cb = _deletion_cost(a), _deletion_cost(b)
-    if ca != cb:                                         # 4. lower pod-deletion-cost first
-        return ca < cb
-    if rank_a != rank_b:                                 # 5. more replicas on its node first
-        return rank_a > rank_b
-    uid_a, uid_b = a["metadata"].get("uid", ""), b["metadata"].get("uid", "")
-    if ra and rb:                                        # 6. ready more recently first
-        ta, tb = _ready_time(a), _ready_time(b)
-        if ta != tb:
-            return _newer_first(ta, tb, now, uid_a, uid_b)
-    xa, xb = _max_restarts(a), _max_restarts(b)
-    if xa != xb:                                         # 7. more restarts first
-        return xa > xb
-    ta = parse_time(a["metadata"].get("creationTimestamp"))
-    tb = parse_time(b["metadata"].get("creationTimestamp"))
-    if ta != tb:                                         # 8. created more recently first
-        return _newer_first(ta, tb, now, uid_a, uid_b)
+    if a.assigned != b.assigned:                         # 1. unassigned < assigned
+        return not a.assigned
+    if a.phase != b.phase:                               # 2. Pending < Unknown < Running
+        return a.phase < b.phase
+    if a.ready != b.ready:                               # 3. not ready < ready
+        return not a.ready
+    if a.cost != b.cost:                                 # 4. lower pod-deletion-cost first
+        return a.cost < b.cost
+    if a.rank != b.rank:                                 # 5. more replicas on its node first
+        return a.rank > b.rank
+    if a.ready and b.ready and a.ready_at != b.ready_at:  # 6. ready more recently first
+        return _newer(a.ready_at, b.ready_at, a.ready_bucket, b.ready_bucket, a.uid, b.uid)
+    if a.restarts != b.restarts:                         # 7. more restarts first
+        return a.restarts > b.restarts
+    if a.created != b.created:                           # 8. created more recently first
+        return _newer(a.created, b.created, a.created_bucket, b.created_bucket, a.uid, b.uid)
     return False
+
+
+def deletion_less(a: dict, b: dict, rank_a: int, rank_b: int, now: datetime) -> bool:
+    """Should `a` be deleted before `b`? (rank: active related pods on the pod's node)"""
+    return _less(_facts(a, rank_a, now), _facts(b, rank_b, now))
 
 
 def rank_for_deletion(pods: list[dict], related: list[dict], now: datetime | None = None) -> list[dict]:
@@ -227,16 +252,17 @@ def rank_for_deletion(pods: list[dict], related: list[dict], now: datetime | Non
         if is_pod_active(p):
             node = (p.get("spec") or {}).get("nodeName") or ""
             on_node[node] = on_node.get(node, 0) + 1
-    ranked = [(p, on_node.get((p.get("spec") or {}).get("nodeName") or "", 0)) for p in pods]
+    facts = [(_facts(p, on_node.get((p.get("spec") or {}).get("nodeName") or "", 0), now), p)
+             for p in pods]
 
-    def cmp(x: tuple[dict, int], y: tuple[dict, int]) -> int:
-        if deletion_less(x[0], y[0], x[1], y[1], now):
+    def cmp(x: tuple[_Facts, dict], y: tuple[_Facts, dict]) -> int:
+        if _less(x[0], y[0]):
             return -1
-        if deletion_less(y[0], x[0], y[1], x[1], now):
+        if _less(y[0], x[0]):
             return 1
         return 0
 
-    return [p for p, _ in sorted(ranked, key=functools.cmp_to_key(cmp))]
+    return [p for _, p in sorted(facts, key=functools.cmp_to_key(cmp))]
 
 
 def pods_to_delete(pods: list[dict], related: list[dict], diff: int,

@@ -24,11 +24,17 @@ log = logging.getLogger(__name__)
 
 PODS = resource("v1", "Pod")
 OWNER_UID_INDEX = "controller-uid"
+ORPHAN_INDEX = "orphan-namespace"
 
 
 def controller_uid_index(obj: dict) -> list[str]:
     ref = controller_of(obj)
     return [ref["uid"]] if ref and ref.get("uid") else []
+
+
+def orphan_index(obj: dict) -> list[str]:
+    """Pods without a controller, by namespace: the only ones a sync may adopt."""
+    return [] if controller_of(obj) else [obj["metadata"].get("namespace") or ""]
 
 
 def _namespace_terminating(e: ApiError) -> bool:
@@ -50,6 +56,7 @@ class ReplicaSetController(Controller):
         self.owners = self.factory.informer(self.resource)
         self.pods = self.factory.informer(PODS)
         self.pods.add_index(OWNER_UID_INDEX, controller_uid_index)
+        self.pods.add_index(ORPHAN_INDEX, orphan_index)
         self.owners.add_handler(self.enqueue, lambda old, new: self.enqueue(new), self._owner_deleted)
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
 
@@ -164,7 +171,11 @@ class ReplicaSetController(Controller):
             return None
         needs_sync = (self.expectations.satisfied(key)
                       and not obj["metadata"].get("deletionTimestamp"))
-        active = [p for p in self.pods.list(ns) if is_pod_active(p)]
+        # Pods of other controllers are never claimed: look only at ours and at orphans
+        # rather than at every pod of the namespace.
+        candidates = (self.pods.by_index(OWNER_UID_INDEX, obj["metadata"]["uid"])
+                      + self.pods.by_index(ORPHAN_INDEX, ns or ""))
+        active = [p for p in candidates if is_pod_active(p)]
         pods = await self._claim(obj, selector, active)
 
         replicas = (obj.get("spec") or {}).get("replicas")

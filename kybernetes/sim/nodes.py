@@ -98,7 +98,7 @@ class PodPlayer(Controller):
                 updated = dict(pod, status=step.status)
                 await self.client.update_status(PODS, updated)
                 if not status.get("startTime"):
-                    self._started[uid] = now
+                    self._started[uid] = min(now, seen + self.sim.timing.start_delay)
                     self.sim.pods_started += 1
             if step.delete:
                 await self.client.delete(PODS, name, ns, grace_seconds=0,

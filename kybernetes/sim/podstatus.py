@@ -276,8 +276,9 @@ def stopped_status(pod: dict, now: float) -> dict:
 
 def plan(pod: dict, *, now: float, seen: float, started: float | None, host_ip: str,
          pod_ip: str | None, timing: Timing) -> Plan:
-    """What to do for `pod` at `now`. `seen`: when this kubelet first saw it; `started`: when
-    it started the containers (None if unknown); `pod_ip`: the address to give a new pod."""
+    """What to do for `pod` at `now`. `seen`: when this kubelet first saw it (its containers
+    start `timing.start_delay` later); `started`: when they started (None if unknown);
+    `pod_ip`: the address to give a new pod."""
     meta, status = pod["metadata"], pod.get("status") or {}
     phase = status.get("phase")
     terminal = phase in ("Succeeded", "Failed")
@@ -293,11 +294,15 @@ def plan(pod: dict, *, now: float, seen: float, started: float | None, host_ip: 
     if terminal:
         return Plan()
     if not status.get("startTime"):
-        if now < seen + timing.start_delay:
-            return Plan(wake=seen + timing.start_delay - now)
+        due = seen + timing.start_delay
+        if now < due:
+            return Plan(wake=due - now)
+        # Containers started when due; if this write comes late (a busy API server), it
+        # reports what happened since, e.g. already Ready: the kubelet's status manager
+        # likewise writes only the latest status, not every transition.
         ip = host_ip if pod["spec"].get("hostNetwork") else pod_ip
-        new = started_status(pod, now=now, host_ip=host_ip, pod_ip=ip or host_ip)
-        wakes = _step_containers(pod, new, now, now, timing)
+        new = started_status(pod, now=due, host_ip=host_ip, pod_ip=ip or host_ip)
+        wakes = _step_containers(pod, new, now, due, timing)
         new["phase"] = _phase(pod, new)
         new["conditions"] = _conditions(pod, new, now_time(now))
         return Plan(status=new, wake=min(wakes) if wakes else None)
