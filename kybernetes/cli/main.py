@@ -283,8 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--container-runtime-endpoint", default=None,
                    help="unix:// socket of a running CRI runtime; default: start containerd")
     g.add_argument("--kubelet-port", type=int, default=10250)
-    g.add_argument("--pod-cidr", default="10.42.0.0/24",
-                   help="used when no nodeipam controller assigns spec.podCIDR")
+    g.add_argument("--pod-cidr", default=None,
+                   help="used when node IPAM assigns no spec.podCIDR within 3 s (without it: 60 s, then 10.42.0.0/24)")
     g.add_argument("--fail-swap-on", default=True, type=lambda v: v.lower() != "false")
     g.add_argument("--ca-dir", default=None, help="cluster CA dir (ca.crt, ca.key) for the "
                    "serving certificate; default: tls/ next to the kubeconfig")

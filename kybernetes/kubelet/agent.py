@@ -37,7 +37,7 @@ class AgentConfig:
     node_ip: str | None = None
     runtime_endpoint: str | None = None
     kubelet_port: int = 10250
-    pod_cidr: str = "10.42.0.0/24"
+    pod_cidr: str | None = None  # used when node IPAM assigns none
     pod_cidr_wait: float = 3.0
     fail_swap_on: bool = True
     ca_dir: Path | None = None
@@ -120,7 +120,10 @@ class Agent:
         self.reporter = NodeReporter(self.client, ncfg)
         await self.reporter.register()
         self.reporter.start()
-        cidr = await self.reporter.wait_pod_cidr(cfg.pod_cidr_wait) or cfg.pod_cidr
+        # An explicit --pod-cidr is a fallback after a short wait; without one, node IPAM has a
+        # minute: two nodes guessing the same default would hand out the same pod IPs.
+        wait = cfg.pod_cidr_wait if cfg.pod_cidr else 60.0
+        cidr = await self.reporter.wait_pod_cidr(wait) or cfg.pod_cidr or "10.42.0.0/24"
         if self.containerd:
             network.write_conflist(self.containerd.cni_conf, cidr, bridge=cfg.cni_bridge,
                                    name=f"kyb-{cfg.cni_bridge}",
