@@ -157,7 +157,7 @@ async def write_subresource(rest, request: web.Request, r: Resource, name: str, 
         if rv and rv != current["metadata"]["resourceVersion"]:
             raise errors.conflict(r.plural, name, r.group)
         new = update(name, current, wanted)
-        rest.prepare_write(r, new, current, "status", request)
+        await rest.prepare_write(r, new, current, "status", request)
         return new
 
     _, out = await rest.objects.update(r, None, name, mutate, dry_run=dry_run(request.query))

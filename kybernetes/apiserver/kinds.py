@@ -37,6 +37,9 @@ class Hooks:
     async def after_delete(self, obj: dict) -> None:
         pass
 
+    async def before_update(self, new: dict, old: dict) -> None:
+        """Allocations an update needs (it may run again when the write is retried)."""
+
 
 class PodHooks(Hooks):
     """Pods pass the Priority, DefaultTolerationSeconds and ServiceAccount admissions."""
@@ -56,11 +59,41 @@ class ServiceHooks(Hooks):
         self.net = ipaddress.ip_network(cidr)
 
     async def _claim(self, key: str, owner: str) -> bool:
+        """Take KEY for OWNER; true also when OWNER holds it already (a retried write)."""
         try:
             await self.store.create(key, orjson.dumps({"owner": owner}))
             return True
-        except KeyExistsError:
-            return False
+        except KeyExistsError as e:
+            held = e.current or await self.store.get(key)
+            return held is not None and orjson.loads(held.value).get("owner") == owner
+
+    async def before_update(self, new: dict, old: dict) -> None:
+        """A type change allocates what the new type needs (node ports for NodePort and
+        LoadBalancer, a cluster IP when leaving ExternalName) and drops what it no longer
+        has, as kube-apiserver does."""
+        spec, old_spec = new.setdefault("spec", {}), old.get("spec") or {}
+        meta = new["metadata"]
+        owner = f"{meta.get('namespace')}/{meta['name']}"
+        kind = spec.get("type") or "ClusterIP"
+        if kind in ("NodePort", "LoadBalancer"):
+            for port in spec.get("ports") or []:
+                if not port.get("nodePort"):
+                    await self._node_port(port, owner, meta["name"])
+        else:  # fields of the external types go with them (upstream's dropTypeDependentFields)
+            for port in spec.get("ports") or []:
+                port.pop("nodePort", None)
+            for field in ("externalTrafficPolicy", "healthCheckNodePort",
+                          "allocateLoadBalancerNodePorts", "loadBalancerClass"):
+                spec.pop(field, None)
+        kept = {p.get("nodePort") for p in spec.get("ports") or []}
+        for port in old_spec.get("ports") or []:
+            if port.get("nodePort") and port["nodePort"] not in kept:
+                await self._release(f"{_PORT_KEYS}{port['nodePort']}")
+        if kind != "ExternalName" and old_spec.get("type") == "ExternalName" and not spec.get("clusterIP"):
+            spec["clusterIP"] = await self._allocate_ip(owner)
+            spec["clusterIPs"] = [spec["clusterIP"]]
+            spec.setdefault("ipFamilies", ["IPv4"])
+            spec.setdefault("ipFamilyPolicy", "SingleStack")
 
     async def before_create(self, obj: dict) -> None:
         spec = obj.setdefault("spec", {})

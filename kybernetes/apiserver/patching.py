@@ -160,6 +160,9 @@ async def server_side_apply(rest, request: web.Request, r: Resource, ns: str | N
         new = run(current)
         admission.apply_defaults(r, new)
         admission.prepare_update(r, new, current, None)
+        hooks = rest.hooks(r)
+        if hooks:
+            await hooks.before_update(new, current)
         admission.validate(r, new, current)
         return new
 

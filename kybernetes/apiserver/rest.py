@@ -352,17 +352,20 @@ class Rest:
             if want_rv and want_rv != current["metadata"]["resourceVersion"]:
                 raise errors.conflict(r.plural, name, r.group)
             new = copy.deepcopy(body)
-            self.prepare_write(r, new, current, subresource, request)
+            await self.prepare_write(r, new, current, subresource, request)
             return new
 
         _, out = await self.objects.update(r, ns, name, mutate, dry_run=dry_run(q))
         return self.output(r, out, accept, 200, warnings)
 
-    def prepare_write(self, r: Resource, new: dict, current: dict, subresource: str | None,
-                      request: web.Request) -> None:
+    async def prepare_write(self, r: Resource, new: dict, current: dict, subresource: str | None,
+                            request: web.Request) -> None:
         """Everything an update does to the object before it is written."""
         admission.apply_defaults(r, new)
         admission.prepare_update(r, new, current, subresource)
+        hooks = self.hooks(r)
+        if hooks and not subresource:
+            await hooks.before_update(new, current)
         admission.validate(r, new, current)
         patching.track_update(r, current, new, request, subresource)
 
@@ -387,7 +390,7 @@ class Rest:
             want_rv = (new.get("metadata") or {}).get("resourceVersion")
             if want_rv and want_rv != current["metadata"]["resourceVersion"]:
                 raise errors.conflict(r.plural, name, r.group)
-            self.prepare_write(r, new, current, subresource, request)
+            await self.prepare_write(r, new, current, subresource, request)
             return new
 
         _, out = await self.objects.update(r, ns, name, mutate, dry_run=dry_run(q))

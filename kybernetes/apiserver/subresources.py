@@ -130,7 +130,7 @@ class Subresources:
                     "autoscaling")
             new = copy.deepcopy(current)
             _set_path(new, spec_path, replicas)
-            self.rest.prepare_write(r, new, current, None, request)
+            await self.rest.prepare_write(r, new, current, None, request)
             return new
 
         _, out = await self.rest.objects.update(r, ns, name, mutate, dry_run=dry_run(request.query))

@@ -348,3 +348,17 @@ def test_anonymous_is_unauthorized(apiserver):
     assert body["kind"] == "Status" and body["reason"] == "Unauthorized"
     with urllib.request.urlopen(f"{apiserver.url}/readyz", context=ctx, timeout=5) as r:
         assert r.status == 200
+
+
+def test_service_type_change_allocates_and_releases_node_ports(kubectl, ns):
+    """ClusterIP → NodePort allocates a node port; back to ClusterIP drops and frees it."""
+    kubectl("-n", ns, "create", "service", "clusterip", "flip", "--tcp=80:8080")
+    kubectl("-n", ns, "patch", "svc", "flip", "-p", '{"spec":{"type":"NodePort"}}')
+    port = json.loads(kubectl("-n", ns, "get", "svc", "flip", "-o", "json"))["spec"]["ports"][0]
+    assert 30000 <= port["nodePort"] <= 32767
+    kubectl("-n", ns, "patch", "svc", "flip", "-p", '{"spec":{"type":"ClusterIP"}}')
+    again = json.loads(kubectl("-n", ns, "get", "svc", "flip", "-o", "json"))["spec"]["ports"][0]
+    assert "nodePort" not in again
+    taker = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "taker"},
+             "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": port["nodePort"]}]}}
+    kubectl("-n", ns, "create", "-f", "-", input=json.dumps(taker))  # the port was freed
