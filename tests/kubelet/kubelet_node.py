@@ -13,19 +13,9 @@ from pathlib import Path
 import pytest
 
 
-def _load_root():
-    # The shared helpers (start_apiserver, Kubectl, ...) live in tests/conftest.py; load them
-    # under their own name so that this conftest does not shadow them.
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "kyb_tests_root", Path(__file__).resolve().parents[1] / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import kybtest as root  # noqa: E402  (the shared helpers: start_apiserver, Kubectl, ...)
 
-
-root = _load_root()
 
 NODE = "kyb-test-node"
 BRIDGE = "kybt0"
