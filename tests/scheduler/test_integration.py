@@ -40,6 +40,17 @@ async def poll(fn, timeout: float = 60):
 
 
 @pytest.fixture
+def apiserver(tmp_path):
+    """A server of each test's own: nodes other suites left in the shared one would take the
+    pods these tests expect to stay unschedulable."""
+    from kybtest import start_apiserver
+
+    server = start_apiserver(tmp_path / "api")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 async def env(apiserver, components):
     prefix = uuid.uuid4().hex[:6]
     client = Client.from_kubeconfig(apiserver.kubeconfig)
