@@ -66,7 +66,7 @@ def server(tmp_path_factory):
     s.stop()
 
 
-async def until(fn, timeout: float = 20.0):
+async def until(fn, timeout: float = 60.0):
     async with asyncio.timeout(timeout):
         while True:
             out = await fn()

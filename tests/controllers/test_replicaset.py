@@ -252,7 +252,7 @@ def kubectl133(apiserver, tmp_path):
     return conftest.Kubectl(binary, apiserver.kubeconfig, tmp_path / "cache")
 
 
-async def until(fn, timeout: float = 20.0):
+async def until(fn, timeout: float = 60.0):
     """Poll an async predicate until it returns something truthy; return that."""
     async with asyncio.timeout(timeout):
         while True:
