@@ -56,7 +56,7 @@ async def ctl(client):
     await factory.stop()
 
 
-async def until(fn, timeout: float = 20.0):
+async def until(fn, timeout: float = 60.0):
     async with asyncio.timeout(timeout):
         while True:
             out = await fn()
