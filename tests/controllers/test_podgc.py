@@ -152,8 +152,10 @@ async def test_podgc_marks_orphans_failed_with_disruption_target(server, compone
         assert phase == "Failed"
         assert (cond["status"], cond["reason"], cond["message"]) == \
             ("True", "DeletionByPodGC", "PodGC: node no longer exists")
-        p = await client.get(PODS, "lost", "default")
-        assert p["metadata"].get("deletionTimestamp")
+        async def deleting():  # the force delete is the next write after the status one
+            p = await client.get(PODS, "lost", "default")
+            return p["metadata"].get("deletionTimestamp")
+        assert await until(deleting)
         await client.patch(PODS, "lost", {"metadata": {"finalizers": None}}, "default")
     finally:
         await client.close()
