@@ -25,10 +25,12 @@ def node(tmp_path_factory):
                 n.kubectl.run("delete", "pods", "--all", "--all-namespaces", "--grace-period=1",
                               "--wait=true", check=False, timeout=90)
         finally:
-            n.stop_agent()
-            from kybernetes.kubelet.agent import teardown
-            asyncio.run(teardown(n.data_dir, BRIDGE))
-            n.stop_controllers()
-            n.api.stop()
+            try:
+                n.stop_agent()
+                from kybernetes.kubelet.agent import teardown
+                asyncio.run(teardown(n.data_dir, BRIDGE))
+            finally:  # the API server goes whatever failed above
+                n.stop_controllers()
+                n.api.stop()
             subprocess.run(["umount", "-R", str(n.data_dir / "containerd")],
                            stderr=subprocess.DEVNULL)
