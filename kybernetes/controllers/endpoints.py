@@ -223,17 +223,11 @@ def desired_labels(svc: dict) -> dict:
 
 # ---- the controller ----
 
-class EndpointsController(Controller):
-    name = "endpoints-controller"
-    workers = 5
+class ServicePodHandlers:
+    """Pod handlers shared by the Endpoints and EndpointSlice controllers: a pod change
+    enqueues the Services selecting it (before and after the change)."""
 
-    def setup(self) -> None:
-        self.services = self.factory.informer(SERVICES)
-        self.pods = self.factory.informer(PODS)
-        self.endpoints = self.factory.informer(ENDPOINTS)
-        self.services.add_handler(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
-        self.pods.add_handler(self._pod_changed, self._pod_updated, self._pod_changed)
-        self.endpoints.add_handler(on_delete=self._endpoints_deleted)
+    services: Informer
 
     def _pod_changed(self, pod: dict) -> None:
         for svc in services_for_pod(self.services, pod):
@@ -245,6 +239,20 @@ class EndpointsController(Controller):
         for svc in {id(s): s for s in services_for_pod(self.services, old)
                     + services_for_pod(self.services, new)}.values():
             self.enqueue(svc)
+
+
+class EndpointsController(ServicePodHandlers, Controller):
+    name = "endpoints-controller"
+    workers = 5
+
+    def setup(self) -> None:
+        self.services = self.factory.informer(SERVICES)
+        self.pods = self.factory.informer(PODS)
+        self.endpoints = self.factory.informer(ENDPOINTS)
+        self.services.add_handler(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
+        self.pods.add_handler(self._pod_changed, self._pod_updated, self._pod_changed)
+        self.endpoints.add_handler(on_delete=self._endpoints_deleted)
+
 
     def _endpoints_deleted(self, ep: dict) -> None:
         key = f"{ep['metadata']['namespace']}/{ep['metadata']['name']}"

@@ -17,10 +17,10 @@ import time
 from kybernetes.api.errors import ApiError
 from kybernetes.client import Controller, owner_reference, resource, split_key
 
-from .endpoints import (HEADLESS, PODS, SERVICES, TRIGGER_TIME, find_port, ip_for_family,
-                        is_pod_ready, pod_matches, pod_projection, service_family,
-                        services_for_pod, should_pod_be_in_endpoints, should_set_hostname,
-                        target_ref, trigger_time)
+from .endpoints import (HEADLESS, PODS, SERVICES, TRIGGER_TIME, ServicePodHandlers, find_port,
+                        ip_for_family, is_pod_ready, pod_matches, service_family,
+                        should_pod_be_in_endpoints, should_set_hostname, target_ref,
+                        trigger_time)
 
 SLICES = resource("discovery.k8s.io/v1", "EndpointSlice")
 NODES = resource("v1", "Node")
@@ -167,7 +167,7 @@ def plan(desired: dict[tuple, tuple[list[dict], dict[str, dict]]], existing: lis
 
 # ---- the controller ----
 
-class EndpointSliceController(Controller):
+class EndpointSliceController(ServicePodHandlers, Controller):
     name = "endpointslice-controller"
     workers = 5
 
@@ -187,16 +187,6 @@ class EndpointSliceController(Controller):
         self.slices.add_handler(self._slice_changed, lambda old, new: self._slice_changed(new),
                                 self._slice_changed)
 
-    def _pod_changed(self, pod: dict) -> None:
-        for svc in services_for_pod(self.services, pod):
-            self.enqueue(svc)
-
-    def _pod_updated(self, old: dict, new: dict) -> None:
-        if pod_projection(old) == pod_projection(new):
-            return
-        for svc in {id(s): s for s in services_for_pod(self.services, old)
-                    + services_for_pod(self.services, new)}.values():
-            self.enqueue(svc)
 
     def _node_changed(self, node: dict) -> None:
         for svc in self.services.list():
