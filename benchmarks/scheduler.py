@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import os
 import shutil
 import signal
 import socket
@@ -223,6 +224,13 @@ async def _register_nodes(client: Client, n: int, in_flight: int) -> None:
     await _gather_limited((one(i) for i in range(n)), in_flight)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far: a figure other load on the machine hardly
+    changes, unlike wall-clock rates."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _profile(pid: int, out: Path, seconds: int) -> subprocess.Popen | None:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
@@ -344,7 +352,10 @@ async def end_to_end(n_nodes: int, n_pods: int, kind: str, workdir: Path, in_fli
                                    max(10, min(60, n_pods // 100)))
                     if spy is not None:
                         spies.append(spy)
+        cpu0 = {n: _cpu_seconds(p.pid) for n, p in (("apiserver", api), ("scheduler", sched))}
         res = await _pods_phase(client, kind, n_pods, in_flight, start_profiles)
+        res["cpu_ms_per_pod"] = {n: 1000 * (_cpu_seconds(p.pid) - cpu0[n]) / n_pods
+                                 for n, p in (("apiserver", api), ("scheduler", sched))}
         res["nodes_per_s"] = n_nodes / node_s
         await client.close()
     finally:
@@ -394,6 +405,11 @@ def main() -> None:
               f"all bound in {r['took_s']:.1f}s -> {r['pods_per_s']:.0f} pods/s "
               f"[{r['bound_during_creates']} bound while creating; "
               f"{r['binds_per_s_after_creates']:.0f} binds/s after]", flush=True)
+        cpu = r["cpu_ms_per_pod"]
+        print(f"  CPU per pod: apiserver {cpu['apiserver']:.2f} ms, scheduler "
+              f"{cpu['scheduler']:.2f} ms (one core each would allow "
+              f"{1000 / max(cpu['apiserver'], 1e-9):.0f} and {1000 / max(cpu['scheduler'], 1e-9):.0f} "
+              f"pods/s)", flush=True)
         if kind == "basic":
             print(f"  SchedulingBasic: {r['pods_per_s']:.0f} pods/s here | anchor: kube-scheduler CI "
                   f"floor {ANCHOR} pods/s (bigger machine) | goal {GOAL} pods/s", flush=True)

@@ -48,10 +48,11 @@ class ValidationResult:
 
 
 def validate(api_version: str, kind: str, obj: dict, *, old: dict | None = None,
-             strict: bool = True) -> ValidationResult:
+             strict: bool = True, types_checked: bool = False) -> ValidationResult:
     """Validate `obj` (and, on update, its change from `old`). Never raises on bad input.
 
-    `strict=False` skips collecting unknown fields (fieldValidation=Ignore).
+    `strict=False` skips collecting unknown fields (fieldValidation=Ignore); `types_checked`
+    skips the type walk (the caller walked the object, or what it grew from, already).
     """
     result = ValidationResult()
     if not isinstance(obj, dict):
@@ -59,7 +60,7 @@ def validate(api_version: str, kind: str, obj: dict, *, old: dict | None = None,
             {"reason": "FieldValueTypeInvalid", "field": "",
              "message": "json: cannot unmarshal non-object into Go value of type struct"})
         return result
-    walked = schemas.check(api_version, kind, obj)
+    walked = None if types_checked else schemas.check(api_version, kind, obj)
     if walked is not None:
         if strict:
             result.unknown_fields = walked.unknown_fields

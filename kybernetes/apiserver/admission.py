@@ -71,14 +71,25 @@ def check_type(r: Resource, obj: dict) -> None:
 def field_check(r: Resource, obj: dict, mode: str) -> list[str]:
     """Decoding as kube does it: type mismatches → 400; unknown fields: Strict → 400,
     Warn → warnings, Ignore → nothing."""
+    return field_check_walked(r, obj, mode)[0]
+
+
+def field_check_walked(r: Resource, obj: dict, mode: str) -> tuple[list[str], bool]:
+    """field_check, and whether the walk found the body complete (no required field missing):
+    then the server's own additions (defaults, admission) cannot make it incomplete, and
+    validate() need not walk the types again."""
     if mode not in ("Strict", "Warn", "Ignore"):
         raise errors.bad_request(
             f'fieldValidation must be one of "Ignore", "Warn", or "Strict", got "{mode}"')
     if r.schema is not None:
-        return _prune(r, obj, mode)
+        return _prune(r, obj, mode), False
     walked = schemas.check(r.api_version, r.kind, obj)
     if walked is None:
-        return []
+        return [], False
+    return _walk_outcome(r, obj, mode, walked), not walked.required
+
+
+def _walk_outcome(r: Resource, obj: dict, mode: str, walked) -> list[str]:
     if walked.decode_errors:
         _, message, _ = walked.decode_errors[0]
         raise errors.bad_request(
@@ -135,9 +146,10 @@ def apply_defaults(r: Resource, obj: dict) -> None:
         crdschema.apply_defaults(r.schema, obj)
 
 
-def validate(r: Resource, obj: dict, old: dict | None) -> None:
+def validate(r: Resource, obj: dict, old: dict | None, *, types_checked: bool = False) -> None:
     """Validate in the request's version, then turn `obj` (in place) into the stored version:
-    this is the last step before every write."""
+    this is the last step before every write. `types_checked`: field_check_walked found the
+    request's body complete, so the type walk is not repeated."""
     meta = obj["metadata"]
     if r.schema is not None:
         causes = validation.validate_object_meta(r.kind, meta)
@@ -145,7 +157,8 @@ def validate(r: Resource, obj: dict, old: dict | None) -> None:
             causes += validation.validate_object_meta_update(meta, old["metadata"])
         causes += crdschema.validate(r.schema, obj)
     else:
-        causes = validation.validate(r.api_version, r.kind, obj, old=old, strict=False).errors
+        causes = validation.validate(r.api_version, r.kind, obj, old=old, strict=False,
+                                     types_checked=types_checked).errors
         if (r.group, r.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
             causes += crdschema.validate_crd(obj, old)
     if causes:

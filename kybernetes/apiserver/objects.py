@@ -5,7 +5,6 @@ resourceVersion is the store's mod_revision; it is not kept inside the stored by
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import uuid
 from typing import Awaitable, Callable
@@ -13,15 +12,12 @@ from typing import Awaitable, Callable
 import orjson
 
 from kybernetes.api import errors
+from kybernetes.api.clock import now_rfc3339  # noqa: F401 (imported from here too)
 from kybernetes.api.registry import Resource
 from kybernetes.store import (ConflictError, KeyExistsError, KeyNotFoundError, Store,
                               ValueTooLargeError)
 
 from .watchcache import WatchCache, decode
-
-
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def encode(obj: dict) -> bytes:
@@ -50,12 +46,19 @@ class Objects:
             if await self.store.get(key) is not None:
                 raise errors.already_exists(r.plural, meta["name"], r.group)
             return obj
+        data = encode(obj)
+        self.cache.expect(key, data, obj)
         try:
-            kv = await self.store.create(key, encode(obj))
+            kv = await self.store.create(key, data)
         except KeyExistsError:
+            self.cache.unexpect(key, data)
             raise errors.already_exists(r.plural, meta["name"], r.group) from None
         except ValueTooLargeError:
+            self.cache.unexpect(key, data)
             raise _too_large(r, meta["name"]) from None
+        except BaseException:
+            self.cache.unexpect(key, data)
+            raise
         meta["resourceVersion"] = str(kv.mod_revision)  # what decoding kv.value would give
         return obj
 
@@ -89,28 +92,49 @@ class Objects:
         deletionTimestamp is set and finalizers are empty is deleted instead.
         """
         key = r.key(namespace, name)
+        # The first try starts from the watch cache's copy (no store read), like upstream's
+        # GuaranteedUpdate with a cached object. That copy may be stale, so only a write whose
+        # compare-and-swap holds trusts it: a conflict, an error or a no-op from a cached
+        # start is tried again from the store.
+        from_cache = True
         for _ in range(retries):
-            kv = await self.store.get(key)
-            if kv is None:
-                raise errors.not_found(r.plural, name, r.group)
-            current = decode(kv.value, kv.mod_revision)
-            # A second decode is the cheapest deep copy; comparing encodings to the stored
-            # bytes finds no-op writes, and the encoding is then the one written.
-            new = await mutate(decode(kv.value, kv.mod_revision))
-            if new is None:
-                return current, current
-            data = encode(new)
-            if data == kv.value:
+            stored = self.cache.stored(key) if from_cache else None
+            from_cache = False
+            if stored is not None:
+                value, revision, current = stored
+            else:
+                kv = await self.store.get(key)
+                if kv is None:
+                    raise errors.not_found(r.plural, name, r.group)
+                value, revision = kv.value, kv.mod_revision
+                current = decode(value, revision)
+            # A decode is the cheapest deep copy; comparing encodings to the stored bytes finds
+            # no-op writes, and the encoding is then the one written.
+            try:
+                new = await mutate(decode(value, revision))
+            except errors.ApiError:
+                if stored is not None:
+                    continue
+                raise
+            data = encode(new) if new is not None else value
+            if data == value:
+                if stored is not None:
+                    continue
                 return current, current
             finalized = _finalized(r, new)
             if dry_run:
                 return current, new
             try:
                 if finalized:
-                    await self.store.delete(key, expected_mod_revision=kv.mod_revision)
+                    await self.store.delete(key, expected_mod_revision=revision)
                     new["metadata"]["resourceVersion"] = str(await self.store.current_revision())
                     return current, new
-                out = await self.store.update(key, data, expected_mod_revision=kv.mod_revision)
+                self.cache.expect(key, data, new)
+                try:
+                    out = await self.store.update(key, data, expected_mod_revision=revision)
+                except BaseException:
+                    self.cache.unexpect(key, data)
+                    raise
                 new["metadata"]["resourceVersion"] = str(out.mod_revision)
                 return current, new
             except (ConflictError, KeyNotFoundError):

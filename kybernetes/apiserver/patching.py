@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-import datetime as dt
 
 import orjson
 from aiohttp import web
 
 from kybernetes.api import errors, patch as patchlib, schemas
+from kybernetes.api.clock import now_rfc3339
 from kybernetes.api.strategic import strategic_merge
 from kybernetes.api.registry import Resource
 
@@ -73,8 +73,7 @@ def apply_patch(r: Resource, current: dict, patch, ctype: str) -> dict:
     return out
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+_now = now_rfc3339
 
 
 def manager_name(request: web.Request) -> str:
@@ -94,10 +93,61 @@ def track_update(r: Resource, old: dict | None, new: dict, request: web.Request,
     """Record an Update by this request's field manager in managedFields."""
     from kybernetes.api import apply as applylib
 
-    applylib.update_managed_fields(old, new, manager_name(request), schema_ref(r),
-                                   api_version=r.api_version, now=_now(),
-                                   subresource=subresource or "",
-                                   ignore=_ignored(r, subresource))
+    manager, ref, ignore = manager_name(request), schema_ref(r), _ignored(r, subresource)
+    memo_key = _create_memo_key(r, old, new, manager, ref, subresource, ignore)
+    if memo_key is not None:
+        hit = _CREATE_MEMO.get(memo_key)
+        if hit is not None:
+            _reuse_managed_fields(new, hit)
+            return
+    applylib.update_managed_fields(old, new, manager, ref, api_version=r.api_version, now=_now(),
+                                   subresource=subresource or "", ignore=ignore)
+    if memo_key is not None:
+        if len(_CREATE_MEMO) >= _MEMO_SIZE:
+            del _CREATE_MEMO[next(iter(_CREATE_MEMO))]
+        _CREATE_MEMO[memo_key] = orjson.dumps(new["metadata"].get("managedFields"))
+
+
+# Creates of one shape (a ReplicaSet's pods, the scheduler's events) get the same field sets:
+# computing them once per shape is what makes bulk creates cheap. The shape keeps what a field
+# set depends on: map keys, list contents (their items can be list keys) and, of each scalar,
+# its JSON type and whether it is empty; other scalar values never show in a field set.
+_CREATE_MEMO: dict[tuple, bytes] = {}
+_MEMO_SIZE = 512
+
+
+def _shape_of(value):
+    if isinstance(value, dict):
+        return {k: _shape_of(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return ["\0list", *value]  # kept whole; the marker keeps it apart from any scalar
+    if value is None:
+        return None
+    return f"\0{type(value).__name__}{1 if value else 0}"
+
+
+def _create_memo_key(r: Resource, old: dict | None, new: dict, manager: str, ref,
+                     subresource: str | None, ignore: tuple) -> tuple | None:
+    meta = new.get("metadata")
+    if old is not None or not isinstance(ref, str) or not isinstance(meta, dict) \
+            or "managedFields" in meta:
+        return None
+    try:
+        body = orjson.dumps(_shape_of(new))
+    except TypeError:
+        return None
+    return (r.group, r.plural, r.api_version, manager, subresource or "", ignore, body)
+
+
+def _reuse_managed_fields(new: dict, encoded: bytes) -> None:
+    entries = orjson.loads(encoded)
+    if not entries:
+        new["metadata"].pop("managedFields", None)
+        return
+    now = _now()
+    for e in entries:
+        e["time"] = now  # a create's entries are all this write's own
+    new["metadata"]["managedFields"] = entries
 
 
 async def server_side_apply(rest, request: web.Request, r: Resource, ns: str | None, name: str,

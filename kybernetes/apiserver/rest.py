@@ -297,18 +297,20 @@ class Rest:
         accept = parse_accept(request.headers.get("Accept"))
         obj = require_object(decode_body(await request.read(), request.headers.get("Content-Type")))
         admission.check_type(r, obj)
-        warnings = admission.field_check(r, obj, q.get("fieldValidation", "Strict"))
+        warnings, complete = admission.field_check_walked(r, obj, q.get("fieldValidation", "Strict"))
         if r.namespaced:
             await self._namespace_open(ns)
         admission.apply_defaults(r, obj)
+        # As upstream's create handler: the field manager records the request as decoded and
+        # defaulted, before the strategy and admission add their own fields.
+        patching.track_update(r, None, obj, request)
         admission.prepare_create(r, obj, ns)
         hooks = self.hooks(r)
         if hooks:
             await hooks.admit(obj)
-        admission.validate(r, obj, None)
+        admission.validate(r, obj, None, types_checked=complete)
         if hooks:
             await hooks.before_create(obj)
-        patching.track_update(r, None, obj, request)
         out = await self.objects.create(r, obj, dry_run=dry_run(q))
         if hooks and not dry_run(q):
             await hooks.after_create(out)
@@ -431,6 +433,7 @@ class Rest:
         outcome: dict = {}
 
         async def mutate(current: dict) -> dict | None:
+            outcome.clear()  # a retried attempt decides afresh
             meta = current["metadata"]
             if pre.get("uid") and pre["uid"] != meta.get("uid"):
                 raise errors.conflict(r.plural, name, r.group,

@@ -2,6 +2,8 @@
 
 Lists and watches are served from here, so N watchers cost one store watch. Each event is decoded
 once and its encodings (JSON, Table rows) are cached on the event, not made once per watcher.
+Writes made by this server hand their object over (`expect`), so their events are not decoded
+at all; the stored bytes are kept beside each object for the write path's read-modify-write.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ class WatchCache:
     def __init__(self, store: Store, *, history: int = 50_000):
         self.store = store
         self.objects: dict[str, dict] = {}
+        self.values: dict[str, bytes] = {}  # the stored bytes of each object
+        self._expected: dict[str, tuple[bytes, dict]] = {}  # key → (bytes being written, object)
         self._keys: list[str] = []  # self.objects' keys, sorted: a list is a bisect, not a scan
         self._encoded: dict[str, tuple[dict, bytes]] = {}  # JSON of listed objects, reused
         self.revision = 0
@@ -104,6 +108,7 @@ class WatchCache:
 
     async def _load(self) -> None:
         objects: dict[str, dict] = {}
+        values: dict[str, bytes] = {}
         start_after = None
         revision = 0
         while True:
@@ -112,12 +117,15 @@ class WatchCache:
             revision = res.revision
             for kv in res.kvs:
                 objects[kv.key] = decode(kv.value, kv.mod_revision)
+                values[kv.key] = kv.value
             if not res.more or not res.kvs:
                 break
             start_after = res.kvs[-1].key
         self.objects = objects
+        self.values = values
         self._keys = sorted(objects)
         self._encoded.clear()
+        self._expected.clear()
         self.revision = revision
         self.history.clear()
         self.ready.set()
@@ -149,8 +157,15 @@ class WatchCache:
         prev = self.objects.get(key)
         self._encoded.pop(key, None)
         if ev.type == "PUT":
-            obj = decode(ev.kv.value, rev)
+            value = ev.kv.value
+            hint = self._expected.pop(key, None)
+            if hint is not None and hint[0] == value:
+                obj = hint[1]  # the writer's own object: equal to decoding value
+                obj["metadata"]["resourceVersion"] = str(rev)
+            else:
+                obj = decode(value, rev)
             self.objects[key] = obj
+            self.values[key] = value
             if prev is None:
                 bisect.insort(self._keys, key)
             ce = CachedEvent("MODIFIED" if prev is not None else "ADDED", key, rev, obj, prev)
@@ -159,6 +174,7 @@ class WatchCache:
                 self.revision = rev
                 return
             del self.objects[key]
+            self.values.pop(key, None)
             del self._keys[bisect.bisect_left(self._keys, key)]
             last = dict(prev)
             last["metadata"] = dict(prev["metadata"], resourceVersion=str(rev))
@@ -201,6 +217,25 @@ class WatchCache:
 
     def get(self, key: str) -> dict | None:
         return self.objects.get(key)
+
+    def stored(self, key: str) -> tuple[bytes, int, dict] | None:
+        """(stored bytes, mod revision, object) as the cache last saw them; may be stale."""
+        obj = self.objects.get(key)
+        if obj is None:
+            return None
+        return self.values[key], int(obj["metadata"]["resourceVersion"]), obj
+
+    def expect(self, key: str, value: bytes, obj: dict) -> None:
+        """The write path is about to store `value` (the encoding of obj) at key: when its event
+        arrives with those bytes, obj becomes the cached object instead of a decode. The writer
+        must not change obj afterwards."""
+        self._expected[key] = (value, obj)
+
+    def unexpect(self, key: str, value: bytes) -> None:
+        """That write failed: forget its hint."""
+        hint = self._expected.get(key)
+        if hint is not None and hint[0] is value:
+            del self._expected[key]
 
     def encoded(self, key: str, obj: dict) -> bytes:
         """orjson.dumps(obj), kept while obj is the cached object at key: a list of N objects
