@@ -7,7 +7,9 @@
 - ServiceAccount: spec.serviceAccountName defaults to "default" and, unless automounting is
   off, a projected token volume is mounted at /var/run/secrets/kubernetes.io/serviceaccount.
   (The account's existence is not checked: a pod created before the controller made
-  `default` would be refused only to succeed a moment later.)
+  `default` would be refused only to succeed a moment later.) Mirror pods (a kubelet's static
+  pods, annotated kubernetes.io/config.mirror) are left as they are and may not name a service
+  account: changing their spec would change the hash their kubelet checks.
 """
 
 from __future__ import annotations
@@ -23,12 +25,19 @@ SYSTEM_PRIORITY_CLASSES = {
 _TOLERATED = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 _SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
 
 def admit_pod(pod: dict, priority_classes: list[dict]) -> None:
     spec = pod.setdefault("spec", {})
     _priority(pod, spec, priority_classes)
     _default_tolerations(spec)
+    if MIRROR_ANNOTATION in ((pod.get("metadata") or {}).get("annotations") or {}):
+        if spec.get("serviceAccountName") or spec.get("serviceAccount"):
+            raise errors.forbidden(
+                f'pods "{pod["metadata"].get("name", "")}" is forbidden: a mirror pod may not '
+                "reference service accounts", "pods", pod["metadata"].get("name", ""))
+        return
     _service_account(spec)
 
 

@@ -54,3 +54,19 @@ def test_service_account_volume_mounted():
     off = pod(automountServiceAccountToken=False)
     admit_pod(off, [])
     assert "volumes" not in off["spec"]
+
+
+def test_mirror_pods_keep_their_spec_and_may_not_name_a_service_account():
+    """Upstream's ServiceAccount plugin leaves mirror pods unchanged and refuses ones that
+    reference a service account ("a mirror pod may not reference service accounts")."""
+    mirror = {"kubernetes.io/config.mirror": "abc"}
+    p = pod()
+    p["metadata"]["annotations"] = mirror
+    admit_pod(p, [])
+    assert "serviceAccountName" not in p["spec"] and "volumes" not in p["spec"]
+    assert "volumeMounts" not in p["spec"]["containers"][0]
+    q = pod(serviceAccountName="builder")
+    q["metadata"]["annotations"] = mirror
+    with pytest.raises(ApiError) as e:
+        admit_pod(q, [])
+    assert e.value.code == 403 and "a mirror pod may not reference service accounts" in e.value.message
