@@ -15,12 +15,12 @@ else is left pending for an administrator (`kubectl certificate approve`).
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import logging
 
 from kybernetes.api import certificates as certs
 from kybernetes.api.errors import ApiError
 from kybernetes.client import Controller, resource
+from kybernetes.api.clock import now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,6 @@ def decide(csr: dict, node: dict | None) -> tuple[str | None, float | None]:
         if set(dns) | set(ips) <= certs.node_addresses(node):
             return SERVING_MESSAGE, None
     return None, None
-
-
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _requester(csr: dict) -> list[str]:

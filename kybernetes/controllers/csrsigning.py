@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from kybernetes.api import certificates as certs
 from kybernetes.api.errors import ApiError
 from kybernetes.client import Controller, resource
+from kybernetes.api.clock import now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,7 @@ def configure(cert_file: str | None, key_file: str | None,
         CONFIG.duration = duration
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+_now = now_rfc3339
 
 
 class CSRSigningController(Controller):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import copy
 import functools
 import time
-from datetime import datetime, timezone
 
 import orjson
 
 from kybernetes.api import defaults
 from kybernetes.api.duration import parse_time
 from kybernetes.api.quantity import scaled_value
+from kybernetes.api.clock import now_rfc3339
 
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
@@ -48,10 +48,6 @@ ROLLBACK_NOT_FOUND = "DeploymentRollbackRevisionNotFound"
 ROLLBACK_UNCHANGED = "DeploymentRollbackTemplateUnchanged"
 
 _SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # upstream rand.SafeEncodeString
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---- templates --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from kybernetes.api.errors import ApiError
 from kybernetes.api.registry import Resource
 from kybernetes.client import Controller, resource, split_key
 from kybernetes.client.discovery import preferred_resources, supports
+from kybernetes.api.clock import now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,7 @@ OK_CONDITIONS = {
 }
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+_now = now_rfc3339
 
 
 def _parse_time(ts: str) -> dt.datetime:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from kybernetes.api.errors import ApiError
 from kybernetes.client import Controller, resource
+from kybernetes.api.clock import now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,6 @@ CONDITION_TAINTS = {
 }
 MANAGED_KEYS = {k for m in CONDITION_TAINTS.values() for k in m.values()} | {UNSCHEDULABLE}
 MONITORED_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
-
-
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(s: str | None) -> float | None:

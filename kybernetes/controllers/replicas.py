@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
 from kybernetes.api.duration import parse_time
+from kybernetes.api.clock import now_rfc3339  # noqa: F401 (others import it from here)
 
 BURST_REPLICAS = 500            # upstream BurstReplicas: at most this many creates/deletes per sync
 SLOW_START_INITIAL_BATCH = 1    # upstream SlowStartInitialBatchSize
@@ -25,10 +26,6 @@ EXPECTATIONS_TTL = 5 * 60.0     # upstream ExpectationsTimeout
 DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 
 _PHASE_ORDINAL = {"Pending": 0, "Unknown": 1, "Running": 2}
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---- pod state -------------------------------------------------------------------------------

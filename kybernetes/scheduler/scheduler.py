@@ -5,12 +5,12 @@ cycle (PreBind, Bind, PostBind) with many bindings in flight."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 
 from kybernetes.api.errors import ApiError
 from kybernetes.api.selectors import LabelSelector, label_selector_from_object
 from kybernetes.client import Client, EventRecorder, InformerFactory, resource
+from kybernetes.api.clock import now_rfc3339
 
 from .cache import Cache, NodeInfo
 from .config import SchedulerConfig, load
@@ -64,8 +64,7 @@ def _pod_changed(old: dict, new: dict) -> bool:
             or om.get("deletionTimestamp") != nm.get("deletionTimestamp"))
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+_now = now_rfc3339
 
 
 class Scheduler:
