@@ -1,5 +1,7 @@
 """`kyb agent`: the node agent. Starts (or connects to) containerd, registers the Node, writes the
-pod network's CNI config, serves the kubelet API and runs a pod worker per pod bound here."""
+pod network's CNI config, serves the kubelet API and runs a pod worker per pod bound here, and
+per static pod of its manifest folder (static.py). The eviction manager (eviction.py) watches
+memory and admits or evicts pods under pressure."""
 
 from __future__ import annotations
 
@@ -13,14 +15,16 @@ from pathlib import Path
 from kybernetes.client import Client, ClientConfig, EventRecorder, InformerFactory, load_kubeconfig
 from kybernetes.network import masq
 
-from . import machine, network
+from . import machine, network, static
 from .bootstrap import BootstrapError, NodeCredentials
 from .containerd import Containerd
+from .eviction import DEFAULT_HARD, EvictionManager, ThresholdError, parse_thresholds
 from .mirror import ImageMirror
 from .cri.client import CRI, CRIError
 from .node import NodeConfig, NodeReporter, default_node_name
 from .podworkers import PODS, PodWorkers
 from .server import KubeletServer
+from .static import StaticPods
 from .stats import StatsProvider
 from .volumes import VolumeManager
 
@@ -49,6 +53,10 @@ class AgentConfig:
     service_cidr: str = "10.43.0.0/16"
     masquerade: bool = True
     labels: dict[str, str] = field(default_factory=dict)
+    pod_manifest_path: Path | None = None  # default: DATA/manifests
+    eviction_hard: str | None = None  # None: the kubelet's defaults; "": no thresholds
+    eviction_period: float = 10.0  # the eviction manager's housekeeping interval
+    eviction_pressure_transition_period: float = 300.0
 
 
 class SwapError(RuntimeError):
@@ -91,9 +99,16 @@ class Agent:
         self.factory: InformerFactory | None = None
         self.recorder: EventRecorder | None = None
         self.mirror: ImageMirror | None = None
+        self.static: StaticPods | None = None
+        self.eviction: EvictionManager | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
+        try:
+            thresholds = parse_thresholds(DEFAULT_HARD if cfg.eviction_hard is None
+                                          else cfg.eviction_hard)
+        except ThresholdError as e:
+            raise SystemExit(f"kyb agent: --eviction-hard: {e}") from None
         if cfg.fail_swap_on and machine.swap_on():
             raise SwapError("running with swap on is not supported, please disable swap or set "
                             "--fail-swap-on=false")
@@ -117,7 +132,9 @@ class Agent:
         ncfg = NodeConfig(name=cfg.node_name, node_ip=node_ip, kubelet_port=cfg.kubelet_port,
                           data_dir=str(cfg.data_dir), labels=cfg.labels,
                           runtime_version=f"{version.runtime_name}://{version.runtime_version}")
-        self.reporter = NodeReporter(self.client, ncfg)
+        self.reporter = NodeReporter(self.client, ncfg, pressures=lambda: (
+            self.eviction.pressures() if self.eviction else
+            {"MemoryPressure": False, "DiskPressure": False, "PIDPressure": False}))
         await self.reporter.register()
         self.reporter.start()
         # An explicit --pod-cidr is a fallback after a short wait; without one, node IPAM has a
@@ -143,18 +160,47 @@ class Agent:
         cert, key, ca = await join.serving_cert(self.client, node_ip) if join \
             else self._serving_cert(node_ip)
         pods_of = lambda: list(self.workers.pods.values())  # noqa: E731
+        stats = StatsProvider(self.cri, cfg.node_name, pods_of)
         self.server = KubeletServer(self.cri, pods_of, port=cfg.kubelet_port, cert=cert, key=key,
-                                    ca=ca, stats=StatsProvider(self.cri, cfg.node_name, pods_of))
+                                    ca=ca, stats=stats)
         await self.server.start()
+        self.eviction = EvictionManager(
+            thresholds, client=self.client, cri=self.cri, stats=stats, workers=self.workers,
+            recorder=self.recorder, node_name=cfg.node_name, data_dir=str(cfg.data_dir),
+            period=cfg.eviction_period,
+            transition_period=cfg.eviction_pressure_transition_period,
+            on_change=self.reporter.write_status)
+        # Static pods join the workers before those look for orphaned sandboxes.
+        self.static = StaticPods(
+            self.client, self.workers, self.cri, node_name=cfg.node_name,
+            folder=cfg.pod_manifest_path or cfg.data_dir / "manifests",
+            node_uid=lambda: (self.reporter.node.get("metadata") or {}).get("uid", ""))
+        self.static.load()
         self.factory = InformerFactory(self.client)
         pods = self.factory.informer(PODS, field_selector=f"spec.nodeName={cfg.node_name}")
-        pods.add_handler(self.workers.upsert, lambda old, new: self.workers.upsert(new),
-                         self.workers.remove)
+        pods.add_handler(self._pod_seen, lambda old, new: self._pod_seen(new), self._pod_gone)
         self.factory.start()
         self.workers.start()
+        self.static.start()
+        self.eviction.start()
         await self.factory.wait_for_sync()
         self.workers.mark_synced()
+        self.static.mark_synced()
         log.info("agent ready: kubelet API on :%d", cfg.kubelet_port)
+
+    def _pod_seen(self, pod: dict) -> None:
+        if static.is_mirror(pod):  # the API's copy of a static pod: not run from here
+            self.static.mirror_changed(pod)
+            return
+        if pod["metadata"]["uid"] not in self.workers.pods and not self.eviction.admit(pod):
+            return  # rejected: the eviction manager marks it Failed
+        self.workers.upsert(pod)
+
+    def _pod_gone(self, pod: dict) -> None:
+        if static.is_mirror(pod):
+            self.static.mirror_removed(pod)
+            return
+        self.workers.remove(pod)
 
     def _serving_cert(self, node_ip: str) -> tuple[Path | None, Path | None, Path | None]:
         ca_dir = find_ca_dir(self.cfg)
@@ -196,6 +242,10 @@ class Agent:
     async def stop(self, remove_pods: bool = False) -> None:
         if self.factory:
             await self.factory.stop()
+        if self.eviction:
+            await self.eviction.stop()
+        if self.static:
+            await self.static.stop()
         if self.workers:
             await self.workers.stop()
             if remove_pods:

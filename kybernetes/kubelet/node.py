@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import socket
 from dataclasses import dataclass, field
+from typing import Callable
 
 from kybernetes.api.errors import ApiError
 from kybernetes.client import Client, resource
@@ -89,14 +90,17 @@ def conditions(old: list[dict], pressures: dict[str, bool], ready: bool, now: st
 
 
 def node_status(cfg: NodeConfig, old_status: dict, ready: bool = True,
-                images: list[dict] | None = None) -> dict:
+                images: list[dict] | None = None,
+                pressures: dict[str, bool] | None = None) -> dict:
+    """`pressures` come from the eviction manager; without one, the default thresholds."""
     cap = capacity(cfg.data_dir, cfg.max_pods)
     now = now_time()
     return {
         "capacity": cap,
         "allocatable": dict(cap),
         "conditions": conditions((old_status or {}).get("conditions") or [],
-                                 pressure(cfg.data_dir), ready, now),
+                                 pressures if pressures is not None else pressure(cfg.data_dir),
+                                 ready, now),
         "addresses": [{"type": "InternalIP", "address": cfg.node_ip},
                       {"type": "Hostname", "address": cfg.name}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": cfg.kubelet_port}},
@@ -136,8 +140,10 @@ def _significant(status: dict) -> dict:
 
 class NodeReporter:
     def __init__(self, client: Client, cfg: NodeConfig, *, lease_period: float = 10,
-                 status_period: float = 300, check_period: float = 10):
+                 status_period: float = 300, check_period: float = 10,
+                 pressures: Callable[[], dict[str, bool]] | None = None):
         self.client, self.cfg = client, cfg
+        self.pressures = pressures
         self.lease_period, self.status_period, self.check_period = \
             lease_period, status_period, check_period
         self.node: dict = {}
@@ -169,7 +175,8 @@ class NodeReporter:
                 await asyncio.sleep(1)
 
     async def write_status(self, force: bool = False) -> None:
-        status = node_status(self.cfg, self.node.get("status") or {}, self.ready, self.images)
+        status = node_status(self.cfg, self.node.get("status") or {}, self.ready, self.images,
+                             self.pressures() if self.pressures else None)
         loop = asyncio.get_running_loop()
         if not force and _significant(status) == _significant(self._last_written) and \
                 loop.time() - self._last_write < self.status_period:

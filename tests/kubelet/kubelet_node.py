@@ -35,8 +35,11 @@ def _skip_reason() -> str | None:
 
 
 class Node:
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, *, bridge: str = BRIDGE, pod_cidr: str = "10.243.0.0/24",
+                 agent_args: tuple[str, ...] = (),
+                 controllers: str = "serviceaccount,root-ca-cert-publisher"):
         self.base = base
+        self.bridge, self.pod_cidr, self.agent_args = bridge, pod_cidr, tuple(agent_args)
         self.api = root.start_apiserver(base / "api")
         self.data_dir = base / "agent"
         self.port = root.free_port()
@@ -47,7 +50,7 @@ class Node:
         # which the kube-api-access volume the API server adds to pods needs.
         self.controllers = root.start_component(
             ["controller-manager", "--kubeconfig", str(self.api.kubeconfig), "--controllers",
-             "serviceaccount,root-ca-cert-publisher", "--leader-elect=false"],
+             controllers, "--leader-elect=false"],
             base / "controller-manager.log")
 
     def start_agent(self) -> None:
@@ -55,15 +58,25 @@ class Node:
         self.proc = root.start_component(
             ["agent", "--kubeconfig", str(self.api.kubeconfig), "--data-dir", str(self.data_dir),
              "--kubelet-port", str(self.port), "--node-name", NODE, "--node-ip", "127.0.0.1",
-             "--cni-bridge", BRIDGE, "--pod-cidr", "10.243.0.0/24"],
+             "--cni-bridge", self.bridge, "--pod-cidr", self.pod_cidr, *self._eviction_args(),
+             *self.agent_args],
             self.base / "agent.log")
-        deadline = time.monotonic() + 60
+        # Patient: a first start imports the images into the agent's registry mirror, which
+        # takes minutes on a busy 2-core machine.
+        deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log()
             if self.log().count("agent ready") > readies:
                 return
             time.sleep(0.2)
         raise AssertionError("agent not ready:\n" + self.log())
+
+    def _eviction_args(self) -> tuple[str, ...]:
+        """Memory only, unless a test says otherwise: the disk thresholds would refuse every
+        pod on a machine whose disk happens to be nearly full."""
+        if any(a.startswith("--eviction-hard") for a in self.agent_args):
+            return ()
+        return ("--eviction-hard", "memory.available<100Mi")
 
     def stop_controllers(self) -> None:
         root.stop_process(self.controllers)
