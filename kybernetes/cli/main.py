@@ -33,6 +33,8 @@ def _controller_manager(args: argparse.Namespace) -> None:
     from kybernetes.controllers.manager import serve
 
     names = [n for n in (args.controllers or "").split(",") if n and n != "*"] or None
+    from kybernetes.controllers import options
+    options.configure(args)
     if args.cluster_signing_cert_file or args.cluster_signing_key_file:
         from kybernetes.controllers import csrsigning
         csrsigning.configure(args.cluster_signing_cert_file, args.cluster_signing_key_file)
@@ -62,11 +64,29 @@ def _agent(args: argparse.Namespace) -> None:
         pod_cidr=args.pod_cidr, fail_swap_on=args.fail_swap_on,
         ca_dir=Path(args.ca_dir) if args.ca_dir else None, cluster_dns=args.cluster_dns,
         cni_bridge=args.cni_bridge, labels=labels, cluster_cidr=args.cluster_cidr,
-        service_cidr=args.service_cidr)
+        service_cidr=args.service_cidr,
+        pod_manifest_path=Path(args.pod_manifest_path) if args.pod_manifest_path else None,
+        eviction_hard=args.eviction_hard, eviction_period=args.eviction_monitoring_period,
+        eviction_pressure_transition_period=args.eviction_pressure_transition_period)
     try:
         asyncio.run(run(cfg, remove_pods_on_exit=args.remove_pods_on_exit))
     except SwapError as e:
         raise SystemExit(f"kyb agent: {e}")
+
+
+def _go_duration(text: str) -> float:
+    """Seconds in a Go duration ("5m0s", "1h", "300ms"); a bare number is seconds."""
+    import re
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}")
+    unit = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    return sum(float(n) * unit[u] for n, u in parts)
 
 
 def _image(args: argparse.Namespace) -> None:
@@ -251,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also merge the admin kubeconfig into this file (default ~/.kube/config)")
     s.add_argument("--disable", action="append", help="leave a component out (controller-manager, scheduler)")
     s.add_argument("--disable-agent", action="store_true", help="no node agent on this host")
+    s.add_argument("--kube-controller-manager-arg", action="append", metavar="FLAG=VALUE",
+                   help="a flag for the controller manager, e.g. node-monitor-grace-period=10s")
     s.set_defaults(func=_server)
 
     c = sub.add_parser("controller-manager", help="run the controllers")
@@ -260,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--cluster-signing-cert-file", default=None,
                    help="CA certificate (PEM) the csrsigning controller issues certificates with")
     c.add_argument("--cluster-signing-key-file", default=None, help="that CA's private key (PEM)")
+    from kybernetes.controllers.options import add_arguments as controller_arguments
+    controller_arguments(c)
     c.set_defaults(func=_controller_manager)
 
     from kybernetes.sim.cli import add_arguments as sim_arguments
@@ -295,6 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cni-bridge", default="cni0")
     g.add_argument("--remove-pods-on-exit", action="store_true",
                    help="remove every pod from the runtime when stopping")
+    g.add_argument("--pod-manifest-path", default=None,
+                   help="folder of static pod manifests (default: DATA/manifests)")
+    g.add_argument("--eviction-hard", default=None,
+                   help="hard eviction thresholds, e.g. memory.available<100Mi,nodefs.available<10%%"
+                   " (default: the kubelet's; empty: none)")
+    g.add_argument("--eviction-pressure-transition-period", default=300.0, type=_go_duration,
+                   help="how long a pressure condition stays after its threshold clears")
+    g.add_argument("--eviction-monitoring-period", default=10.0, type=_go_duration,
+                   help="how often the eviction manager looks at the signals")
     g.set_defaults(func=_agent)
 
     i = sub.add_parser("image", help="build, import and serve container images offline")

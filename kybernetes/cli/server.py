@@ -135,7 +135,8 @@ class Supervisor:
 
 def components_for(data_dir: Path, port: int, bind: str, etcd: str, disable: set[str],
                    advertise: str | None = None, sans: list[str] | None = None,
-                   merge: str | None = None) -> list[Component]:
+                   merge: str | None = None,
+                   controller_manager_args: list[str] | None = None) -> list[Component]:
     kubeconfig = str(data_dir / "kubeconfig.yaml")
     api_args = ["apiserver", "--data-dir", str(data_dir), "--secure-port", str(port),
                 "--bind-address", bind]
@@ -152,7 +153,8 @@ def components_for(data_dir: Path, port: int, bind: str, etcd: str, disable: set
     optional = [
         ("controller-manager", ["controller-manager", "--kubeconfig", kubeconfig,
                                 "--cluster-signing-cert-file", str(data_dir / "tls" / "ca.crt"),
-                                "--cluster-signing-key-file", str(data_dir / "tls" / "ca.key")]),
+                                "--cluster-signing-key-file", str(data_dir / "tls" / "ca.key"),
+                                *_flags(controller_manager_args)]),
         ("scheduler", ["scheduler", "--kubeconfig", kubeconfig]),
         # The node side on this host, as k3s runs it: kubelet, overlay, service proxy, DNS.
         ("agent", ["agent", "--kubeconfig", kubeconfig, "--node-name", node,
@@ -169,6 +171,11 @@ def components_for(data_dir: Path, port: int, bind: str, etcd: str, disable: set
     return out
 
 
+def _flags(pairs: list[str] | None) -> list[str]:
+    """k3s' --kube-controller-manager-arg style: "node-monitor-grace-period=10s" → a flag."""
+    return [p if p.startswith("--") else f"--{p}" for p in pairs or []]
+
+
 def main(args) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -177,5 +184,5 @@ def main(args) -> int:
         disable.add("agent")
     comps = components_for(data_dir, args.https_listen_port, args.bind_address,
                            args.etcd_endpoints, disable, args.advertise_address, args.tls_san,
-                           args.merge_kubeconfig)
+                           args.merge_kubeconfig, args.kube_controller_manager_arg)
     return asyncio.run(Supervisor(comps, data_dir, args.https_listen_port, args.bind_address).run())

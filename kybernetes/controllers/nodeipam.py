@@ -6,17 +6,18 @@ nodes the same range; ranges already on Nodes are taken first (they survive rest
 deleted Node's range goes back to the pool. When the pool is empty the Node gets a
 `CIDRNotAvailable` event and is retried.
 
-Configuration: KYB_CLUSTER_CIDR (default 10.42.0.0/16), KYB_NODE_CIDR_MASK_SIZE (default 24).
+Configuration: --cluster-cidr (default 10.42.0.0/16), --node-cidr-mask-size (default 24).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 
 from kybernetes.api.errors import ApiError
 from kybernetes.client import Controller, resource
+
+from .options import OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,7 @@ class NodeIpamController(Controller):
     workers = 1  # allocation order is simpler to reason about with one worker
 
     def setup(self) -> None:
-        cidr = os.environ.get("KYB_CLUSTER_CIDR") or DEFAULT_CLUSTER_CIDR
-        mask = int(os.environ.get("KYB_NODE_CIDR_MASK_SIZE") or DEFAULT_MASK)
-        self.cidrs = CIDRSet(cidr, mask)
+        self.cidrs = CIDRSet(OPTIONS.cluster_cidr, OPTIONS.node_cidr_mask_size)
         self.owner: dict[str, int] = {}  # node name → index of its range
         self._primed = False
         self.nodes = self.factory.informer(NODES)

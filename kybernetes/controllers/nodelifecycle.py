@@ -4,9 +4,9 @@ Following pkg/controller/nodelifecycle and pkg/controller/tainteviction:
 
 - Health: a node is alive while its Lease (kube-node-lease/<node>) or its Ready heartbeat keeps
   changing. Time is measured on our own clock from when we saw the last change (no clock skew
-  between nodes matters). After the grace period (40 s; KYB_NODE_MONITOR_GRACE) the node's
+  between nodes matters). After the grace period (40 s; --node-monitor-grace-period) the node's
   conditions turn Unknown ("Kubelet stopped posting node status."); a node that never posted
-  status gets the startup grace (60 s; KYB_NODE_STARTUP_GRACE).
+  status gets the startup grace (60 s; --node-startup-grace-period).
 - Taints follow conditions: Ready=False → node.kubernetes.io/not-ready, Ready=Unknown →
   node.kubernetes.io/unreachable (both NoSchedule and NoExecute), pressure conditions and
   spec.unschedulable → their NoSchedule taints. They go away when the condition clears.
@@ -23,13 +23,14 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
-import os
 import time
 from dataclasses import dataclass
 
 from kybernetes.api.errors import ApiError
 from kybernetes.client import Controller, resource
 from kybernetes.api.clock import now_rfc3339
+
+from .options import OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,8 @@ class NodeLifecycleController(Controller):
     workers = 4
 
     def setup(self) -> None:
-        self.grace = float(os.environ.get("KYB_NODE_MONITOR_GRACE") or 40)
-        self.startup_grace = float(os.environ.get("KYB_NODE_STARTUP_GRACE") or 60)
+        self.grace = OPTIONS.node_monitor_grace_period
+        self.startup_grace = OPTIONS.node_startup_grace_period
         self.health: dict[str, Health] = {}
         self.tainted_since: dict[str, tuple[float, str]] = {}  # pod uid → (first seen, node)
         self.nodes = self.factory.informer(NODES)

@@ -7,9 +7,9 @@ quarantine (marked Failed with a DisruptionTarget condition first), and terminat
 were never scheduled. Pods not yet Succeeded/Failed are patched to Failed before deletion so
 that Job controllers see them end.
 
-Settings for tests and small clusters come from the constructor or the environment:
-KYB_TERMINATED_POD_GC_THRESHOLD (default 12500; 0 disables), KYB_PODGC_PERIOD,
-KYB_PODGC_QUARANTINE (seconds).
+The threshold is the manager's --terminated-pod-gc-threshold (default 12500; 0 disables). The
+period and the quarantine are fixed upstream; tests shorten them through the constructor or
+KYB_PODGC_PERIOD / KYB_PODGC_QUARANTINE (seconds).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from kybernetes.api.duration import parse_time
 from kybernetes.api.errors import ApiError
 from kybernetes.client import Controller, resource
 
+from .options import OPTIONS
 from .replicas import now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class PodGCController(Controller):
     def __init__(self, client, factory, recorder=None, *, threshold: int | None = None,
                  period: float | None = None, quarantine: float | None = None):
         self.threshold = int(threshold if threshold is not None
-                             else _env_number("KYB_TERMINATED_POD_GC_THRESHOLD", 12500))
+                             else OPTIONS.terminated_pod_gc_threshold)
         self.period = period if period is not None else _env_number("KYB_PODGC_PERIOD", 20.0)
         self.quarantine = (quarantine if quarantine is not None
                            else _env_number("KYB_PODGC_QUARANTINE", 40.0))

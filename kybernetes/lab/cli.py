@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     up.add_argument("--proxy-mode", choices=("iptables", "nftables"), default="iptables")
     up.add_argument("--node-monitor-grace", type=float, default=None, metavar="SECONDS",
                     help="how long a silent node stays Ready (controller-manager's "
-                         "KYB_NODE_MONITOR_GRACE; default 40; keep it above 10)")
+                         "--node-monitor-grace-period; default 40; keep it above 10)")
     up.add_argument("--name", default=NAME, help="host name prefix (a second lab needs its own)")
     up.add_argument("--subnet", default=SUBNET, help="the lab bridge's /24")
     for name, text in (("add", "one more host, joined to the running cluster"),

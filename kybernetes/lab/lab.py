@@ -159,12 +159,14 @@ class Lab:
         kc = str(sdir / "kubeconfig.yaml")
         # local-path volumes live in the lab's directory (every host shares this filesystem).
         env = {"KYBERNETES_LOCAL_PATH_DIR": str(self.dir / "storage")}
+        grace = []
         if node_monitor_grace is not None:
             # Tests see a cut node go Unknown (and its pods move) in seconds; keep it above
             # the kubelet's 10 s lease renewal or healthy nodes flap.
-            env["KYB_NODE_MONITOR_GRACE"] = str(node_monitor_grace)
+            grace = ["--node-monitor-grace-period", f"{node_monitor_grace}s"]
         self._spawn(s, "controller-manager", "controller-manager", "--kubeconfig", kc,
-                    "--controllers", ",".join(CONTROLLERS), "--leader-elect=false", env=env)
+                    "--controllers", ",".join(CONTROLLERS), "--leader-elect=false", *grace,
+                    env=env)
         if _has("kybernetes.scheduler.main"):
             self._spawn(s, "scheduler", "scheduler", "--kubeconfig", kc, "--leader-elect=false")
 
