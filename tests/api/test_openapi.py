@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from pathlib import Path
 
 import orjson
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 
 from kybernetes.api.openapi import V2_PROTOBUF, OpenAPI, group_name
 from kybernetes.api.registry import Registry, Resource
+from kybtest import kubectl_binary_or_skip
 
 SMP = "application/strategic-merge-patch+json"
 
@@ -315,14 +315,6 @@ def test_v2_is_swagger_with_definitions_refs(api, registry):
 # --- (3) real kubectl -----------------------------------------------------------------------------
 
 
-def kubectl_binary(minor: int) -> str | None:
-    base = shutil.which("kubectl")
-    if not base:
-        return None
-    path = Path(os.path.realpath(base)).parent / f"kubectl.1.{minor}"
-    return str(path) if path.exists() else None
-
-
 def api_resource_list() -> dict:
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": [
         {"name": "configmaps", "singularName": "configmap", "namespaced": True,
@@ -419,9 +411,7 @@ def assert_openapi_v2_use(minor: int, paths: list[str]) -> None:
 
 @pytest.mark.parametrize("minor", KUBECTL_MINORS)
 async def test_kubectl_create_validates_with_openapi_v3(minor, fake_apiserver, tmp_path):
-    binary = kubectl_binary(minor)
-    if binary is None:
-        pytest.skip(f"kubectl.1.{minor} not installed")
+    binary = kubectl_binary_or_skip(f"1.{minor}")
     kubeconfig, seen = fake_apiserver
     rc, out, err = await run_kubectl(binary, kubeconfig, tmp_path, "create", "-f", "-",
                                      "--dry-run=server", stdin=CONFIGMAP)
@@ -439,9 +429,7 @@ async def test_kubectl_create_validates_with_openapi_v3(minor, fake_apiserver, t
 async def test_kubectl_leaves_unknown_fields_to_the_server(minor, fake_apiserver, tmp_path):
     """The document says the server validates fields, so kubectl sends `fieldValidation=Strict`
     instead of rejecting `foo` itself (it would only check client-side without that support)."""
-    binary = kubectl_binary(minor)
-    if binary is None:
-        pytest.skip(f"kubectl.1.{minor} not installed")
+    binary = kubectl_binary_or_skip(f"1.{minor}")
     kubeconfig, seen = fake_apiserver
     rc, _, err = await run_kubectl(binary, kubeconfig, tmp_path, "create", "-f", "-",
                                    "--validate=strict", stdin=CONFIGMAP + b"foo: bar\n")
@@ -453,9 +441,7 @@ async def test_kubectl_leaves_unknown_fields_to_the_server(minor, fake_apiserver
 
 @pytest.mark.parametrize("minor", KUBECTL_MINORS)
 async def test_kubectl_explain_reads_descriptions(minor, fake_apiserver, tmp_path):
-    binary = kubectl_binary(minor)
-    if binary is None:
-        pytest.skip(f"kubectl.1.{minor} not installed")
+    binary = kubectl_binary_or_skip(f"1.{minor}")
     kubeconfig, seen = fake_apiserver
     rc, out, err = await run_kubectl(binary, kubeconfig, tmp_path, "explain", "configmap.data")
     assert rc == 0, err

@@ -6,11 +6,9 @@ import asyncio
 import base64
 import json
 import os
-import shutil
 import subprocess
 import threading
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -19,6 +17,7 @@ from hypothesis import given, settings, strategies as st
 from kybernetes.api.protobuf import (
     MAGIC, ProtobufError, decode, encode, format_duration, parse_duration,
 )
+from kybtest import kubectl_binary_or_skip
 
 # --------------------------------------------------------------- a fake API server for kubectl
 
@@ -107,19 +106,9 @@ def fake_apiserver():
     loop.close()
 
 
-def _kubectl_binary(minor: int) -> str | None:
-    found = shutil.which("kubectl")
-    if not found:
-        return None
-    path = Path(os.path.realpath(found)).parent / f"kubectl.1.{minor}"
-    return str(path) if path.exists() else None
-
-
 @pytest.fixture(scope="module")
 def kubectl(fake_apiserver, tmp_path_factory):
-    binary = _kubectl_binary(33)
-    if binary is None:
-        pytest.skip("kubectl.1.33 not installed")
+    binary = kubectl_binary_or_skip("1.33")
     port, requests = fake_apiserver
     home = tmp_path_factory.mktemp("kubectl")
     config = home / "kubeconfig"

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from kybernetes.api import defaults, names, schemas
 from kybernetes.api.validation import status_message, validate
+from kybtest import json_paths
 
 
 def deployment(**spec_overrides) -> dict:
@@ -460,16 +461,6 @@ def test_validate_and_defaults_never_raise(kind, body, old):
         assert set(cause) == {"reason", "message", "field"}
 
 
-def _paths(value, prefix=()):
-    yield prefix
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _paths(v, prefix + (k,))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _paths(v, prefix + (i,))
-
-
 _BASES = {
     "Deployment": deployment(strategy={"type": "RollingUpdate", "rollingUpdate": {
         "maxSurge": 1}}),
@@ -488,7 +479,7 @@ _API = {"Deployment": "apps/v1", "Pod": "v1", "Service": "v1"}
 def test_validate_never_raises_on_mutated_objects(data, kind, replacement):
     """Valid objects with one subtree replaced by arbitrary JSON: causes, never exceptions."""
     obj = copy.deepcopy(_BASES[kind])
-    path = data.draw(st.sampled_from([p for p in _paths(obj) if p]))
+    path = data.draw(st.sampled_from([p for p in json_paths(obj) if p]))
     target = obj
     for key in path[:-1]:
         target = target[key]

@@ -15,7 +15,7 @@ import urllib3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kybtest import start_apiserver
+from kybtest import json_paths, start_apiserver
 
 NS = "bad-input"
 PODS = f"/api/v1/namespaces/{NS}/pods"
@@ -543,17 +543,6 @@ _VALID = {CMS: lambda n: {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
           PODS: _pod, SVCS: _service, DEPLOYS: _deployment}
 
 
-def _paths(value, prefix=()):
-    """Every path into a JSON value, so a mutation can land anywhere in a valid object."""
-    yield prefix
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _paths(v, prefix + (k,))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _paths(v, prefix + (i,))
-
-
 def _set(doc, path, value):
     if not path:
         return value
@@ -572,7 +561,7 @@ def test_valid_objects_with_one_field_replaced(api, path, data, value, method):
     it, not just the decoder."""
     name = "mut"
     doc = _VALID[path](name)
-    where = data.draw(st.sampled_from([p for p in _paths(doc) if p[:2] != ("metadata", "name")]))
+    where = data.draw(st.sampled_from([p for p in json_paths(doc) if p[:2] != ("metadata", "name")]))
     doc = _set(doc, where, value)
     if method == "POST":
         resp = api.call("POST", path, doc)

@@ -10,32 +10,21 @@ import uuid
 
 import pytest
 import yaml
-from kubernetes import client, config, dynamic
+from kubernetes import client, dynamic
 from kubernetes.client.rest import ApiException
 
-from kybtest import Kubectl, kubectl_binary, start_apiserver
+from kybtest import (Kubectl, create_namespace, kubectl_binary_or_skip, kubectl_or_skip,
+                     start_apiserver)
 
 
 @pytest.fixture
 def kubectl(apiserver, tmp_path) -> Kubectl:
-    binary = kubectl_binary("1.33")
-    if binary is None:
-        pytest.skip("kubectl 1.33 is not installed")
-    return Kubectl(binary, apiserver.kubeconfig, tmp_path / "kubectl-cache")
-
-
-@pytest.fixture
-def api(apiserver):
-    c = config.new_client_from_config(config_file=str(apiserver.kubeconfig))
-    yield c
-    c.close()
+    return kubectl_or_skip(apiserver.kubeconfig, tmp_path / "kubectl-cache")
 
 
 @pytest.fixture
 def ns(kubectl) -> str:
-    name = f"crd-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", name)
-    return name
+    return create_namespace(kubectl, "crd")
 
 
 SCHEMA = {
@@ -92,8 +81,8 @@ def widget(group: str, name: str, version: str = "v1", **spec) -> dict:
             "spec": {"image": "nginx", **spec}}
 
 
-def test_schema_violations_are_422_with_causes(api, group, ns):
-    objs = client.CustomObjectsApi(api)
+def test_schema_violations_are_422_with_causes(api_client, group, ns):
+    objs = client.CustomObjectsApi(api_client)
     with pytest.raises(ApiException) as e:
         objs.create_namespaced_custom_object(group, "v1", ns, "widgets",
                                              widget(group, "bad", replicas="three", size="XL",
@@ -113,17 +102,17 @@ def test_schema_violations_are_422_with_causes(api, group, ns):
     assert causes == {"metadata.name": "FieldValueInvalid", "spec.image": "FieldValueRequired"}
 
 
-def test_unknown_fields_pruned_or_refused_and_defaults(kubectl, api, group, ns):
+def test_unknown_fields_pruned_or_refused_and_defaults(kubectl, api_client, group, ns):
     manifest = yaml.safe_dump({**widget(group, "w1"), "spec": {"image": "nginx", "colour": "red"}})
     refused = kubectl.run("-n", ns, "create", "-f", "-", input=manifest, check=False)
     assert refused.returncode != 0
     assert ('Widget in version "v1" cannot be handled as a Widget: strict decoding error: '
             'unknown field "spec.colour"') in refused.stderr
     kubectl("-n", ns, "create", "--validate=false", "-f", "-", input=manifest)
-    obj = client.CustomObjectsApi(api).get_namespaced_custom_object(group, "v1", ns, "widgets", "w1")
+    obj = client.CustomObjectsApi(api_client).get_namespaced_custom_object(group, "v1", ns, "widgets", "w1")
     assert "colour" not in obj["spec"]
     assert obj["spec"]["replicas"] == 1 and obj["spec"]["size"] == "M"  # defaults
-    warned = client.CustomObjectsApi(api).create_namespaced_custom_object(
+    warned = client.CustomObjectsApi(api_client).create_namespaced_custom_object(
         group, "v1", ns, "widgets", dict(yaml.safe_load(manifest), metadata={"name": "w2"}),
         field_validation="Warn", _preload_content=False)
     assert warned.status == 201
@@ -131,8 +120,8 @@ def test_unknown_fields_pruned_or_refused_and_defaults(kubectl, api, group, ns):
     assert "colour" not in json.loads(warned.data)["spec"]
 
 
-def test_status_and_spec_are_written_apart(api, group, ns):
-    objs = client.CustomObjectsApi(api)
+def test_status_and_spec_are_written_apart(api_client, group, ns):
+    objs = client.CustomObjectsApi(api_client)
     created = objs.create_namespaced_custom_object(
         group, "v1", ns, "widgets", {**widget(group, "s1"), "status": {"phase": "Ignored"}})
     assert "status" not in created  # status comes only through /status
@@ -159,11 +148,11 @@ def test_scale_printer_columns_and_explain(kubectl, group, ns):
     assert "The image to run." in explained and "replicas" in explained
 
 
-def test_deleting_the_crd_deletes_its_resources(kubectl, api, ns):
+def test_deleting_the_crd_deletes_its_resources(kubectl, api_client, ns):
     g = f"d{uuid.uuid4().hex[:6]}.example.com"
     kubectl("apply", "-f", "-", input=crd_yaml(g))
     kubectl("wait", "--for=condition=Established", f"crd/widgets.{g}", "--timeout=20s")
-    objs = client.CustomObjectsApi(api)
+    objs = client.CustomObjectsApi(api_client)
     for i in range(3):
         objs.create_namespaced_custom_object(g, "v1", ns, "widgets", widget(g, f"x{i}"))
     kubectl("delete", "crd", f"widgets.{g}")
@@ -180,12 +169,12 @@ def test_bad_crd_is_refused(kubectl):
     assert 'metadata.name: Invalid value: "nope.bad.example.com"' in out.stderr
 
 
-def test_crd_with_two_versions(kubectl, api, ns):
+def test_crd_with_two_versions(kubectl, api_client, ns):
     g = f"m{uuid.uuid4().hex[:6]}.example.com"
     kubectl("apply", "-f", "-", input=crd_yaml(g, ("v1", "v2beta1")))
     kubectl("wait", "--for=condition=Established", f"crd/widgets.{g}", "--timeout=20s")
     try:
-        objs = client.CustomObjectsApi(api)
+        objs = client.CustomObjectsApi(api_client)
         objs.create_namespaced_custom_object(g, "v1", ns, "widgets", widget(g, "a"))
         objs.create_namespaced_custom_object(g, "v2beta1", ns, "widgets", widget(g, "b", "v2beta1"))
         for version in ("v1", "v2beta1"):
@@ -197,7 +186,7 @@ def test_crd_with_two_versions(kubectl, api, ns):
         patched = objs.patch_namespaced_custom_object(g, "v2beta1", ns, "widgets", "a",
                                                       {"spec": {"replicas": 7}})
         assert patched["apiVersion"] == f"{g}/v2beta1" and patched["spec"]["replicas"] == 7
-        dyn = dynamic.DynamicClient(api)
+        dyn = dynamic.DynamicClient(api_client)
         res = dyn.resources.get(api_version=f"{g}/v2beta1", kind="Widget")
         seen = [ev["object"].apiVersion for ev in dyn.watch(res, namespace=ns, timeout=2)]
         assert seen and set(seen) == {f"{g}/v2beta1"}
@@ -240,9 +229,9 @@ def test_hpa_served_as_v1_and_v2(kubectl, ns):
     assert table[1].split()[0] == "web"
 
 
-def test_events_in_both_groups(api, ns):
-    core = client.CoreV1Api(api)
-    events = client.EventsV1Api(api)
+def test_events_in_both_groups(api_client, ns):
+    core = client.CoreV1Api(api_client)
+    events = client.EventsV1Api(api_client)
     core.create_namespaced_event(ns, {
         "metadata": {"name": "old-style"}, "involvedObject": {"kind": "Pod", "name": "p", "namespace": ns},
         "reason": "Started", "message": "started it", "type": "Normal", "count": 2,
@@ -268,11 +257,8 @@ def test_events_in_both_groups(api, ns):
 
 
 def test_custom_resources_survive_a_restart(tmp_path):
+    binary = kubectl_binary_or_skip("1.33")
     server = start_apiserver(tmp_path / "data")
-    binary = kubectl_binary("1.33")
-    if binary is None:
-        server.stop()
-        pytest.skip("kubectl 1.33 is not installed")
     try:
         kc = Kubectl(binary, server.kubeconfig, tmp_path / "cache")
         kc("apply", "-f", "-", input=crd_yaml("keep.example.com"))

@@ -8,17 +8,10 @@ import time
 import uuid
 
 import pytest
-from kubernetes import client, config, dynamic, utils, watch
+from kubernetes import client, dynamic, utils, watch
 from kubernetes.client.rest import ApiException
 
 from manifests import MANIFESTS
-
-
-@pytest.fixture
-def api_client(apiserver):
-    c = config.new_client_from_config(config_file=str(apiserver.kubeconfig))
-    yield c
-    c.close()
 
 
 @pytest.fixture

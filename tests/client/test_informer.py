@@ -7,29 +7,15 @@ import uuid
 
 import pytest
 
-from kybernetes.client import Client, EventRecorder, InformerFactory, LeaderElector, resource
+from kybernetes.client import EventRecorder, InformerFactory, LeaderElector, resource
+from kybtest import new_namespace, until
 
 CM = resource("v1", "ConfigMap")
 
 
 @pytest.fixture
-async def client(apiserver):
-    c = Client.from_kubeconfig(apiserver.kubeconfig)
-    yield c
-    await c.close()
-
-
-@pytest.fixture
 async def ns(client):
-    name = f"inf-{uuid.uuid4().hex[:8]}"
-    await client.create(resource("v1", "Namespace"), {"metadata": {"name": name}})
-    return name
-
-
-async def _until(cond, timeout=10.0):
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.02)
+    return await new_namespace(client, "inf")
 
 
 async def test_informer_lists_watches_and_indexes(client, ns):
@@ -48,7 +34,7 @@ async def test_informer_lists_watches_and_indexes(client, ns):
         await client.create(CM, {"metadata": {"name": "after", "labels": {"k": "2"}}}, ns)
         await client.patch(CM, "before", {"data": {"x": "y"}}, ns)
         await client.delete(CM, "after", ns)
-        await _until(lambda: ("delete", "after") in seen)
+        await until(lambda: ("delete", "after") in seen, every=0.02)
         assert seen == [("add", "before"), ("add", "after"), ("update", "before"), ("delete", "after")]
         assert [o["metadata"]["name"] for o in inf.by_index("k", "1")] == ["before"]
         assert inf.by_index("k", "2") == []
@@ -87,13 +73,13 @@ async def test_leader_election_hands_over(client, ns):
         return run
 
     ta = asyncio.create_task(a.run(work("a")))
-    await _until(lambda: running == ["a"])
+    await until(lambda: running == ["a"], every=0.02)
     tb = asyncio.create_task(b.run(work("b")))
     await asyncio.sleep(1.0)
     assert running == ["a"]  # b waits while a renews
     ta.cancel()  # a dies without releasing: b takes over after the lease expires
     await asyncio.gather(ta, return_exceptions=True)
-    await _until(lambda: running == ["a", "b"], timeout=10)
+    await until(lambda: running == ["a", "b"], every=0.02)
     lease = await client.get(resource("coordination.k8s.io/v1", "Lease"), name, ns)
     assert lease["spec"]["holderIdentity"] == "b"
     assert lease["spec"]["leaseTransitions"] == 1

@@ -7,14 +7,14 @@ SuccessfulDelete/MissSchedule, history limits, Forbid/Replace)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from kybernetes.api.duration import parse_time
-from kybernetes.client import Client, InformerFactory, resource
+from kybernetes.client import InformerFactory, resource
 from kybernetes.controllers.cronjob import CronJobController
+from kybtest import new_namespace, until
 
 CRONJOBS = resource("batch/v1", "CronJob")
 JOBS = resource("batch/v1", "Job")
@@ -22,17 +22,8 @@ EVENTS = resource("v1", "Event")
 
 
 @pytest.fixture
-async def client(apiserver):
-    c = Client.from_kubeconfig(apiserver.kubeconfig)
-    yield c
-    await c.close()
-
-
-@pytest.fixture
 async def ns(client):
-    name = f"cj-{uuid.uuid4().hex[:8]}"
-    await client.create(resource("v1", "Namespace"), {"metadata": {"name": name}})
-    return name
+    return await new_namespace(client, "cj")
 
 
 class Clock:
@@ -54,15 +45,6 @@ async def ctl(client):
     yield c
     await c.recorder.flush()
     await factory.stop()
-
-
-async def until(fn, timeout: float = 60.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            out = await fn()
-            if out:
-                return out
-            await asyncio.sleep(0.05)
 
 
 def cronjob(name: str, schedule: str = "*/5 * * * *", **spec) -> dict:

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from hypothesis import given, settings, strategies as st
 
-import kybtest as conftest
 from csr_helpers import (condition, csr_object, get_csr, issued, key_pem, kubeconfig_as, new_key,
                          subject_of, unique)
 from kybernetes.api import certificates as certs
 from kybernetes.controllers.csrapproving import CLIENT_MESSAGE, SELF_CLIENT_MESSAGE, decide
+from kybtest import Kubectl, wait_for
 
 KUBELET_CLIENT = certs.KUBE_APISERVER_CLIENT_KUBELET
 USAGES = ["digital signature", "key encipherment", "client auth", "server auth", "signing"]
@@ -106,37 +105,18 @@ def test_sign_honours_request_and_expiration():
 
 # ---- the controllers in a controller manager ----
 
-def _wait(fn, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = fn()
-        if out:
-            return out
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _wait_csr(kubectl, name: str, pred) -> dict:
-    return _wait(lambda: (c if pred(c := get_csr(kubectl, name)) else None), f"{name} to change")
+    return wait_for(lambda: (c if pred(c := get_csr(kubectl, name)) else None), what=f"{name} to change")
 
 
-@pytest.fixture
-def kubectl133(apiserver, tmp_path):
-    binary = conftest.kubectl_binary("1.33")
-    if binary is None:
-        pytest.skip("kubectl 1.33 is not installed")
-    return conftest.Kubectl(binary, apiserver.kubeconfig, tmp_path / "cache")
-
-
-def test_join_requests_are_approved_and_signed(apiserver, components, kubectl133, tmp_path):
+def test_join_requests_are_approved_and_signed(apiserver, controller_manager, kubectl133, tmp_path):
     tls = apiserver.data_dir / "tls"
-    components("controller-manager", "--kubeconfig", str(apiserver.kubeconfig),
-               "--controllers", "csrapproving,csrsigning", "--leader-elect=false",
-               "--cluster-signing-cert-file", str(tls / "ca.crt"),
-               "--cluster-signing-key-file", str(tls / "ca.key"))
+    controller_manager(apiserver.kubeconfig, "csrapproving,csrsigning",
+                       "--cluster-signing-cert-file", str(tls / "ca.crt"),
+                       "--cluster-signing-key-file", str(tls / "ca.key"))
     token = (apiserver.data_dir / "node-token").read_text().strip()
-    boot = conftest.Kubectl(kubectl133.binary, kubeconfig_as(tmp_path / "boot.yaml",
-                            apiserver.kubeconfig, token=token), tmp_path / "cache-boot")
+    boot = Kubectl(kubectl133.binary, kubeconfig_as(tmp_path / "boot.yaml",
+                   apiserver.kubeconfig, token=token), tmp_path / "cache-boot")
     node = unique("n")
     stranger, good, bad_usage = unique("stranger"), unique("node-csr"), unique("bad-usage")
     # A bootstrapper asking for a name that is not a node's: left pending.
@@ -156,7 +136,7 @@ def test_join_requests_are_approved_and_signed(apiserver, components, kubectl133
     assert condition(get_csr(kubectl133, stranger), "Approved") is None
 
     # The certificate is the node's credential from now on.
-    as_node = conftest.Kubectl(kubectl133.binary, kubeconfig_as(
+    as_node = Kubectl(kubectl133.binary, kubeconfig_as(
         tmp_path / "node.yaml", apiserver.kubeconfig,
         cert_pem=base64.b64decode(csr["status"]["certificate"]), key=key_pem(key)),
         tmp_path / "cache-node")

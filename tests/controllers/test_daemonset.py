@@ -10,16 +10,16 @@ affinity) and kubectl's DaemonSet rollout status.
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kybtest as conftest
+import kybtest
 from kybernetes.controllers import daemonset as dsc
+from kybtest import (create_namespace, get_json, needs_kubectl, own_cluster, start_sim_nodes,
+                     stop_process)
 
 NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -153,51 +153,23 @@ def test_status_counts():
 
 # ---- against a real cluster ---------------------------------------------------------------------
 
-needs_kubectl = pytest.mark.skipif(conftest.kubectl_binary("1.33") is None, reason="kubectl 1.33 missing")
-
-
-def sim(kc, prefix, log, *extra):
-    return conftest.start_component(["sim", "nodes", "--kubeconfig", kc, "--name-prefix", prefix,
-                                     "--ready-delay", "0.2", "--stop-delay", "0.1", *extra], log)
+def sim(prefix, *extra):
+    """Arguments of a `sim nodes` whose pods start and stop quickly."""
+    return ["--name-prefix", prefix, "--ready-delay", "0.2", "--stop-delay", "0.1", *extra]
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     logs = tmp_path_factory.mktemp("ds-cluster")
-    server = conftest.start_apiserver(logs / "api")
-    kc = str(server.kubeconfig)
-    procs = [
-        conftest.start_component(["controller-manager", "--kubeconfig", kc, "--controllers",
-                                  "daemonset,garbagecollector", "--leader-elect=false"], logs / "cm.log"),
-        conftest.start_component(["scheduler", "--kubeconfig", kc, "--leader-elect=false"], logs / "sched.log"),
-        sim(kc, "ds-sim", logs / "sim.log", "--count", "3"),
-        sim(kc, "ds-tainted", logs / "sim-t.log", "--count", "1", "--taints", "dedicated=infra:NoSchedule"),
-    ]
-    server.logs = logs
-    yield server
-    for p in reversed(procs):
-        conftest.stop_process(p)
-    server.stop()
+    with own_cluster(logs, "daemonset,garbagecollector", sim("ds-sim", "--count", "3"),
+                     sim("ds-tainted", "--count", "1", "--taints", "dedicated=infra:NoSchedule")) as server:
+        server.logs = logs
+        yield server
 
 
-@pytest.fixture
-def k(cluster, tmp_path):
-    return conftest.Kubectl(conftest.kubectl_binary("1.33"), cluster.kubeconfig, tmp_path / "cache")
-
-
-def get_json(k, *args):
-    return json.loads(k("get", *args, "-o", "json"))
-
-
-def wait_for(fn, timeout=90.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+def wait_for(fn, what="condition"):
+    # Five simulated nodes and a rolling update: slower than most waits on a busy machine.
+    return kybtest.wait_for(fn, 90.0, what)
 
 
 def agent(image="agent:1", **tspec):
@@ -219,15 +191,9 @@ def placement(k, ns):
     return out
 
 
-def ns_(k):
-    name = f"ds-{uuid.uuid4().hex[:8]}"
-    k("create", "namespace", name)
-    return name
-
-
 @needs_kubectl
 def test_one_pod_per_node_joins_taints_and_rolling_update(cluster, k):
-    ns = ns_(k)
+    ns = create_namespace(k, "ds")
     k("apply", "-n", ns, "-f", "-", input=agent())
 
     def untainted_nodes():
@@ -238,12 +204,12 @@ def test_one_pod_per_node_joins_taints_and_rolling_update(cluster, k):
     untainted = wait_for(untainted_nodes, what="the three simulated nodes")  # slow on busy machines
     wait_for(lambda: set(placement(k, ns)) == untainted and
              all(len(v) == 1 for v in placement(k, ns).values()), what="one pod per untainted node")
-    out = k("rollout", "status", "daemonset/agent", "-n", ns, "--timeout=30s")
+    out = k("rollout", "status", "daemonset/agent", "-n", ns, "--timeout=90s", timeout=120)
     assert 'daemon set "agent" successfully rolled out' in out
 
     # A node joining later gets its pod.
-    late = sim(str(cluster.kubeconfig), "ds-late", cluster.logs / "sim-late.log", "--count", "1",
-               "--labels", "disk=ssd")
+    late = start_sim_nodes(cluster.kubeconfig, cluster.logs / "sim-late.log",
+                           *sim("ds-late", "--count", "1", "--labels", "disk=ssd"))
     try:
         def with_late():
             got = placement(k, ns)
@@ -251,17 +217,17 @@ def test_one_pod_per_node_joins_taints_and_rolling_update(cluster, k):
         wait_for(with_late, what="pod on the late node")
 
         # nodeSelector: only the labelled node keeps (gets) a pod; tolerations reach the tainted one.
-        ns2 = ns_(k)
+        ns2 = create_namespace(k, "ds")
         k("apply", "-n", ns2, "-f", "-", input=agent(nodeSelector={"disk": "ssd"}))
         wait_for(lambda: [n[:7] for n in placement(k, ns2)] == ["ds-late"], what="only the ssd node")
-        ns3 = ns_(k)
+        ns3 = create_namespace(k, "ds")
         k("apply", "-n", ns3, "-f", "-", input=agent(
             tolerations=[{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}]))
         wait_for(lambda: len(placement(k, ns3)) == 5, what="tolerating pods on all 5 nodes")
 
         # Rolling update (maxUnavailable 1): every node ends with one pod of the new image.
         k("set", "image", "daemonset/agent", "-n", ns, "agent=agent:2")
-        k("rollout", "status", "daemonset/agent", "-n", ns, "--timeout=60s")
+        k("rollout", "status", "daemonset/agent", "-n", ns, "--timeout=90s", timeout=120)
         got = wait_for(lambda: (p := placement(k, ns)) and all(v == ["agent:2"] for v in p.values())
                        and len(p) == 4 and p, what="updated everywhere")
         assert len(got) == 4
@@ -271,7 +237,7 @@ def test_one_pod_per_node_joins_taints_and_rolling_update(cluster, k):
         s = ds["status"]
         assert (s["desiredNumberScheduled"], s["updatedNumberScheduled"], s["numberReady"]) == (4, 4, 4)
     finally:
-        conftest.stop_process(late)
+        stop_process(late)
     # The late node's kubelet is gone but its Node stays; delete it: its daemon pod goes too.
     late_node = next(n for n in nodes_now(k) if n.startswith("ds-late"))
     k("delete", "node", late_node)

@@ -9,71 +9,36 @@ revision annotations, pod-template-hash labels and conditions written here.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 
-import kybtest as conftest
 from kybernetes.controllers import deployment_util as du
+from kybtest import (control_plane, create_namespace, get_json, kubectl_or_skip, needs_kubectl,
+                     wait_for)
 
-pytestmark = pytest.mark.skipif(conftest.kubectl_binary("1.33") is None, reason="kubectl 1.33 missing")
+pytestmark = needs_kubectl
 
 
 @pytest.fixture(scope="module")
 def cluster(apiserver, tmp_path_factory):
     """controller-manager (deployment, replicaset) + scheduler + 3 simulated nodes."""
-    logs = tmp_path_factory.mktemp("deploy-cluster")
-    kc = str(apiserver.kubeconfig)
-    procs = [
-        conftest.start_component(["controller-manager", "--kubeconfig", kc, "--controllers",
-                                  "deployment,replicaset", "--leader-elect=false"], logs / "cm.log"),
-        conftest.start_component(["scheduler", "--kubeconfig", kc, "--leader-elect=false"], logs / "sched.log"),
-        conftest.start_component(["sim", "nodes", "--kubeconfig", kc, "--count", "3",
-                                  "--name-prefix", "dep-sim", "--ready-delay", "0.3",
-                                  "--stop-delay", "0.2"], logs / "sim.log"),
-    ]
-    yield apiserver
-    for p in reversed(procs):
-        conftest.stop_process(p)
+    with control_plane(apiserver.kubeconfig, tmp_path_factory.mktemp("deploy-cluster"),
+                       "deployment,replicaset", ["--count", "3", "--name-prefix", "dep-sim",
+                                                 "--ready-delay", "0.3", "--stop-delay", "0.2"]):
+        yield apiserver
 
 
 @pytest.fixture(params=["1.33", "1.27"])
 def kubectl(request, cluster, tmp_path):
-    binary = conftest.kubectl_binary(request.param)
-    if binary is None:
-        pytest.skip(f"kubectl {request.param} is not installed")
-    return conftest.Kubectl(binary, cluster.kubeconfig, tmp_path / "cache")
-
-
-@pytest.fixture
-def k(cluster, tmp_path):
-    return conftest.Kubectl(conftest.kubectl_binary("1.33"), cluster.kubeconfig, tmp_path / "cache")
+    return kubectl_or_skip(cluster.kubeconfig, tmp_path / "cache", request.param)
 
 
 @pytest.fixture
 def ns(k):
-    name = f"dep-{uuid.uuid4().hex[:8]}"
-    k("create", "namespace", name)
+    name = create_namespace(k, "dep")
     yield name
     k.run("delete", "namespace", name, "--wait=false", check=False)
-
-
-def get_json(k, *args):
-    return json.loads(k("get", *args, "-o", "json"))
-
-
-def wait_for(fn, timeout=40.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def replicasets(k, ns, name="web"):
@@ -166,7 +131,7 @@ def test_rolling_update_stays_within_surge_and_unavailable(k, ns):
     else:
         raise AssertionError("rolling update did not finish")
     assert any("nginx:1.25" in s and "nginx:1.26" in s for s in seen_states), "no intermediate state seen"
-    out = k("rollout", "status", "deployment/web", "-n", ns, "--timeout=30s")
+    out = k("rollout", "status", "deployment/web", "-n", ns, "--timeout=90s", timeout=120)
     assert 'deployment "web" successfully rolled out' in out
     rss = replicasets(k, ns)
     assert len(rss) == 2
@@ -261,7 +226,7 @@ def test_progress_deadline_exceeded(k, ns):
         d = get_json(k, "deployment", "web", "-n", ns)
         cond = {c["type"]: c for c in d["status"].get("conditions", [])}.get("Progressing", {})
         return cond.get("reason") == "ProgressDeadlineExceeded" and cond
-    cond = wait_for(timed_out, timeout=30, what="deadline")
+    cond = wait_for(timed_out, what="deadline")
     assert cond["status"] == "False" and cond["message"].endswith("has timed out progressing.")
     p = k.run("rollout", "status", "deployment/web", "-n", ns, "--timeout=10s", check=False)
     assert p.returncode != 0 and 'deployment "web" exceeded its progress deadline' in p.stderr

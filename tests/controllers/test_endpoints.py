@@ -9,14 +9,13 @@ per pod), hostname only for pods whose subdomain is the service, 1000-address tr
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import kybtest as conftest
-from kybernetes.client import Client, resource
+from kybernetes.client import resource
 from kybernetes.controllers.endpoints import OVER_CAPACITY, desired_subsets, find_port, truncate
+from kybtest import new_namespace, until
 
 NS = resource("v1", "Namespace")
 POD = resource("v1", "Pod")
@@ -121,27 +120,8 @@ def test_truncation_keeps_ready_first(ready, not_ready, groups):
 # ---- against the API server ----
 
 @pytest.fixture
-async def client(apiserver):
-    c = Client.from_kubeconfig(apiserver.kubeconfig)
-    yield c
-    await c.close()
-
-
-@pytest.fixture
 async def ns(client):
-    name = f"ep-{uuid.uuid4().hex[:8]}"
-    await client.create(NS, {"metadata": {"name": name}})
-    return name
-
-
-async def until(fn, timeout=20.0):
-    """Poll `fn` (async, returns a value or None/False) until it gives something truthy."""
-    async with asyncio.timeout(timeout):
-        while True:
-            out = await fn()
-            if out:
-                return out
-            await asyncio.sleep(0.1)
+    return await new_namespace(client, "ep")
 
 
 async def ensure_node(client, name: str) -> None:
@@ -177,14 +157,9 @@ async def set_ready(client, ns: str, name: str, ready: bool, ip: str | None = No
     return await client.update_status(POD, pod)
 
 
-def cm(apiserver, components, controllers: str):
-    return components("controller-manager", "--kubeconfig", str(apiserver.kubeconfig),
-                      "--controllers", controllers, "--leader-elect=false")
-
-
-async def test_endpoints_follow_readiness(apiserver, components, client, ns):
+async def test_endpoints_follow_readiness(apiserver, controller_manager, client, ns):
     await ensure_node(client, "ep-node-1")
-    cm(apiserver, components, "endpoints")
+    controller_manager(apiserver.kubeconfig, "endpoints")
     await client.create(SVC, {"metadata": {"name": "web", "labels": {"tier": "front"}},
                               "spec": {"selector": {"app": "web"}, "ports": [
                                   {"name": "http", "port": 80, "targetPort": "http"}]}}, ns)
@@ -227,8 +202,8 @@ async def test_endpoints_follow_readiness(apiserver, components, client, ns):
     await until(gone)
 
 
-async def test_selectorless_service_is_left_alone(apiserver, components, client, ns):
-    cm(apiserver, components, "endpoints")
+async def test_selectorless_service_is_left_alone(apiserver, controller_manager, client, ns):
+    controller_manager(apiserver.kubeconfig, "endpoints")
     await client.create(SVC, {"metadata": {"name": "manual"},
                               "spec": {"ports": [{"port": 80}]}}, ns)
     mine = {"metadata": {"name": "manual"},
@@ -250,13 +225,11 @@ async def _exists(client, r, name, ns):
         return None
 
 
-async def test_kubectl_describe_service_shows_endpoints(apiserver, components, client, ns, tmp_path):
-    binary = conftest.kubectl_binary("1.33")
-    if binary is None:
-        pytest.skip("kubectl 1.33 is not installed")
-    kubectl = conftest.Kubectl(binary, apiserver.kubeconfig, tmp_path / "cache")
+async def test_kubectl_describe_service_shows_endpoints(apiserver, controller_manager, client, ns,
+                                                       kubectl133):
+    kubectl = kubectl133
     await ensure_node(client, "ep-node-1")
-    cm(apiserver, components, "endpoints,endpointslice")
+    controller_manager(apiserver.kubeconfig, "endpoints,endpointslice")
     await client.create(SVC, {"metadata": {"name": "web"},
                               "spec": {"selector": {"app": "web"}, "ports": [
                                   {"name": "http", "port": 80, "targetPort": "http"}]}}, ns)

@@ -10,14 +10,14 @@ place, one placeholder slice for a Service without endpoints.
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kybernetes.client import Client, resource
+from kybernetes.client import resource
 from kybernetes.controllers.endpointslice import (CONTROLLER_NAME, MANAGED_BY, SERVICE_NAME,
                                                   endpoint_key, plan, pod_endpoint)
+from kybtest import new_namespace, until
 
 NS = resource("v1", "Namespace")
 POD = resource("v1", "Pod")
@@ -95,26 +95,8 @@ def test_terminating_pod_is_not_ready_but_serving():
 # ---- against the API server ----
 
 @pytest.fixture
-async def client(apiserver):
-    c = Client.from_kubeconfig(apiserver.kubeconfig)
-    yield c
-    await c.close()
-
-
-@pytest.fixture
 async def ns(client):
-    name = f"eps-{uuid.uuid4().hex[:8]}"
-    await client.create(NS, {"metadata": {"name": name}})
-    return name
-
-
-async def until(fn, timeout=30.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            out = await fn()
-            if out:
-                return out
-            await asyncio.sleep(0.1)
+    return await new_namespace(client, "eps")
 
 
 async def make_pod(client, ns: str, name: str, ip: str, ready: bool, node: str) -> None:
@@ -143,11 +125,10 @@ async def slices_of(client, ns, svc="web"):
     return out["items"]
 
 
-async def test_slices_follow_pods(apiserver, components, client, ns):
+async def test_slices_follow_pods(apiserver, controller_manager, client, ns):
     node = f"eps-node-{ns}"
     await client.create(NODE, {"metadata": {"name": node, "labels": {"topology.kubernetes.io/zone": "zone-a"}}})
-    components("controller-manager", "--kubeconfig", str(apiserver.kubeconfig),
-               "--controllers", "endpointslice", "--leader-elect=false")
+    controller_manager(apiserver.kubeconfig, "endpointslice")
     svc = await client.create(SVC, {"metadata": {"name": "web", "labels": {"tier": "front"}},
                                     "spec": {"selector": {"app": "web"}, "ports": [
                                         {"name": "http", "port": 80, "targetPort": "http"}]}}, ns)

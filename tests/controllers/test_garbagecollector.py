@@ -9,14 +9,13 @@ of owners into solid / dangling / waitingForDependentsDeletion, processDeletingD
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kybtest import Kubectl, kubectl_binary, start_component, stop_process
+from kybtest import Kubectl, controller_manager_running, create_namespace, kubectl_or_skip, wait_for
 from kybernetes.api.registry import Resource
 from kybernetes.controllers.gc_graph import (DANGLING, FOREGROUND, ORPHAN, SOLID, WAITING, Graph,
                                              finalizer_patch, needs_attention, node_from_meta,
@@ -132,36 +131,19 @@ def test_needs_attention():
 
 @pytest.fixture(scope="module")
 def gc_manager(apiserver, tmp_path_factory):
-    log = tmp_path_factory.mktemp("gc") / "controller-manager.log"
-    proc = start_component(["controller-manager", "--kubeconfig", str(apiserver.kubeconfig),
-                            "--controllers", "garbagecollector", "--leader-elect=false"], log)
-    yield proc
-    stop_process(proc)
+    with controller_manager_running(apiserver.kubeconfig, "garbagecollector",
+                                    tmp_path_factory.mktemp("gc") / "controller-manager.log") as proc:
+        yield proc
 
 
 @pytest.fixture
 def kubectl(apiserver, tmp_path, gc_manager) -> Kubectl:
-    binary = kubectl_binary("1.33")
-    if binary is None:
-        pytest.skip("kubectl 1.33 is not installed")
-    return Kubectl(binary, apiserver.kubeconfig, tmp_path / "kubectl-cache")
+    return kubectl_or_skip(apiserver.kubeconfig, tmp_path / "kubectl-cache")
 
 
 @pytest.fixture
 def ns(kubectl) -> str:
-    name = f"gc-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", name)
-    return name
-
-
-def wait_for(check, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = check()
-        if out:
-            return out
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    return create_namespace(kubectl, "gc")
 
 
 def uid_of(kubectl, ns, kind, name) -> str:
@@ -197,7 +179,7 @@ def test_background_deletes_dependents_after_owner(kubectl, ns):
     kubectl("-n", ns, "create", "configmap", "bystander")
     kubectl("-n", ns, "delete", "configmap", "owner")
     wait_for(lambda: not exists(kubectl, ns, "cm", "dep-1") and not exists(kubectl, ns, "cm", "dep-2"),
-             "dependents to be collected")
+             what="dependents to be collected")
     assert exists(kubectl, ns, "cm", "bystander")
 
 
@@ -208,16 +190,16 @@ def test_foreground_waits_for_blocking_dependents(kubectl, ns):
     make_dependent(kubectl, ns, "blocker", [ref], finalizers=["example.com/hold"])
     make_dependent(kubectl, ns, "loose", [dict(ref, blockOwnerDeletion=False)])
     kubectl("-n", ns, "delete", "configmap", "owner", "--cascade=foreground", "--wait=false")
-    wait_for(lambda: not exists(kubectl, ns, "cm", "loose"), "non-blocking dependent deletion")
+    wait_for(lambda: not exists(kubectl, ns, "cm", "loose"), what="non-blocking dependent deletion")
     blocker = wait_for(lambda: get_json(kubectl, ns, "cm", "blocker")["metadata"].get("deletionTimestamp"),
-                       "blocking dependent to be deleted")
+                       what="blocking dependent to be deleted")
     assert blocker
     owner = get_json(kubectl, ns, "cm", "owner")
     assert owner["metadata"]["deletionTimestamp"]
     assert FOREGROUND in owner["metadata"]["finalizers"]
     kubectl("-n", ns, "patch", "configmap", "blocker", "--type=merge",
             "-p", '{"metadata":{"finalizers":null}}')
-    wait_for(lambda: not exists(kubectl, ns, "cm", "owner"), "owner to go once its dependents are gone")
+    wait_for(lambda: not exists(kubectl, ns, "cm", "owner"), what="owner to go once its dependents are gone")
     assert not exists(kubectl, ns, "cm", "blocker")
 
 
@@ -230,7 +212,7 @@ def test_foreground_kubectl_waits_until_all_gone(kubectl, ns):
     make_dependent(kubectl, ns, "grandchild", [owner_ref(kubectl, ns, "child")])
     kubectl("-n", ns, "delete", "configmap", "owner", "--cascade=foreground", "--timeout=60s")
     for name in ("owner", "child", "grandchild"):
-        wait_for(lambda: not exists(kubectl, ns, "cm", name), f"{name} to be deleted")
+        wait_for(lambda: not exists(kubectl, ns, "cm", name), what=f"{name} to be deleted")
     assert exists(kubectl, ns, "cm", "bystander")
 
 
@@ -258,10 +240,10 @@ def test_dangling_owner_uid_is_collected(kubectl, ns):
     make_dependent(kubectl, ns, "lost", [missing])         # owner never existed
     make_dependent(kubectl, ns, "half", [alive, missing])  # one owner left: kept
     wait_for(lambda: not exists(kubectl, ns, "cm", "orphaned") and not exists(kubectl, ns, "cm", "lost"),
-             "dependents of missing owners to be collected")
+             what="dependents of missing owners to be collected")
     half = wait_for(lambda: (lambda refs: refs if len(refs) == 1 else None)(
         get_json(kubectl, ns, "cm", "half")["metadata"].get("ownerReferences") or []),
-        "the dangling reference to be removed")
+        what="the dangling reference to be removed")
     assert half[0]["uid"] == alive["uid"]
 
 
@@ -290,7 +272,7 @@ def test_custom_resource_owner_and_dependent(kubectl, ns):
     kind, plural = f"Widget{tag}", f"widgets{tag}"
     kubectl("apply", "-f", "-", input=CRD.format(plural=plural, singular=f"widget{tag}", kind=kind))
     try:
-        wait_for(lambda: kubectl.run("get", plural, "-A", check=False).returncode == 0, "CRD served")
+        wait_for(lambda: kubectl.run("get", plural, "-A", check=False).returncode == 0, what="CRD served")
         body = {"apiVersion": "gc.example.com/v1", "kind": kind, "metadata": {"name": "w", "namespace": ns}}
         kubectl("create", "-f", "-", input=json.dumps(body))
         ref = owner_ref(kubectl, ns, "w", kind=kind, api_version="gc.example.com/v1", resource=plural)
@@ -301,8 +283,8 @@ def test_custom_resource_owner_and_dependent(kubectl, ns):
                                    "ownerReferences": [owner_ref(kubectl, ns, "cm-owner")]})
         kubectl("create", "-f", "-", input=json.dumps(dep))
         kubectl("-n", ns, "delete", plural, "w")
-        wait_for(lambda: not exists(kubectl, ns, "cm", "cm-of-widget"), "ConfigMap owned by a CR to go")
+        wait_for(lambda: not exists(kubectl, ns, "cm", "cm-of-widget"), what="ConfigMap owned by a CR to go")
         kubectl("-n", ns, "delete", "configmap", "cm-owner")
-        wait_for(lambda: not exists(kubectl, ns, plural, "w-dep"), "CR owned by a ConfigMap to go")
+        wait_for(lambda: not exists(kubectl, ns, plural, "w-dep"), what="CR owned by a ConfigMap to go")
     finally:
         kubectl.run("delete", "crd", f"{plural}.gc.example.com", check=False)

@@ -5,13 +5,12 @@ Complete/Failed, pod tracking finalizer, events SuccessfulCreate/Completed/Backo
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
 
-import kybtest as conftest
-from kybernetes.client import Client, resource
+from kybernetes.client import resource
+from kybtest import control_plane, new_namespace, until
 
 PODS = resource("v1", "Pod")
 JOBS = resource("batch/v1", "Job")
@@ -22,41 +21,14 @@ FINALIZER = "batch.kubernetes.io/job-tracking"
 @pytest.fixture(scope="module")
 def cluster(apiserver, tmp_path_factory):
     """controller-manager (job), scheduler and two simulated nodes for this module."""
-    d = tmp_path_factory.mktemp("job")
-    k = str(apiserver.kubeconfig)
-    procs = [
-        conftest.start_component(["controller-manager", "--kubeconfig", k, "--controllers", "job",
-                                  "--leader-elect=false"], d / "cm.log"),
-        conftest.start_component(["scheduler", "--kubeconfig", k, "--leader-elect=false"], d / "sched.log"),
-        conftest.start_component(["sim", "nodes", "--kubeconfig", k, "--count", "2",
-                                  "--name-prefix", f"job-{uuid.uuid4().hex[:4]}-"], d / "sim.log"),
-    ]
-    yield procs
-    for p in reversed(procs):
-        conftest.stop_process(p)
-
-
-@pytest.fixture
-async def client(apiserver):
-    c = Client.from_kubeconfig(apiserver.kubeconfig)
-    yield c
-    await c.close()
+    with control_plane(apiserver.kubeconfig, tmp_path_factory.mktemp("job"), "job",
+                       ["--count", "2", "--name-prefix", f"job-{uuid.uuid4().hex[:4]}-"]) as procs:
+        yield procs
 
 
 @pytest.fixture
 async def ns(client):
-    name = f"job-{uuid.uuid4().hex[:8]}"
-    await client.create(resource("v1", "Namespace"), {"metadata": {"name": name}})
-    return name
-
-
-async def until(fn, timeout: float = 30.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            out = await fn()
-            if out:
-                return out
-            await asyncio.sleep(0.1)
+    return await new_namespace(client, "job")
 
 
 def job(name: str, *, exit_after: str | None = "1s", exit_code: int = 0, **spec) -> dict:
@@ -97,7 +69,7 @@ async def test_completions_with_parallelism(client, ns, cluster):
         obj = await client.get(JOBS, "calc", ns)
         seen_active.append((obj.get("status") or {}).get("active", 0))
         return await condition(client, ns, "calc", "Complete")
-    done = await until(complete, 40)
+    done = await until(complete)
     st = done["status"]
     assert st["succeeded"] == 3 and st["failed"] == 0 and st["active"] == 0
     assert st["uncountedTerminatedPods"] == {} and st["completionTime"] and st["startTime"]
@@ -125,7 +97,7 @@ async def test_backoff_limit_exceeded(client, ns, cluster):
     """backoffLimit 1: the first failure is retried after the 10 s backoff, the second fails the
     Job: FailureTarget then Failed, reason BackoffLimitExceeded, a Warning event."""
     await client.create(JOBS, job("fails", exit_code=3, backoffLimit=1), ns)
-    failed = await until(lambda: condition(client, ns, "fails", "Failed"), 45)
+    failed = await until(lambda: condition(client, ns, "fails", "Failed"))
     st = failed["status"]
     assert st["failed"] == 2 and st.get("succeeded", 0) == 0
     conds = {c["type"]: c for c in st["conditions"]}
@@ -140,7 +112,7 @@ async def test_indexed_pods_carry_their_index(client, ns, cluster):
     """Indexed: one pod per index with annotation+label, JOB_COMPLETION_INDEX and hostname
     `<job>-<index>`; completedIndexes is the compressed "0-2"."""
     await client.create(JOBS, job("idx", completions=3, parallelism=3, completionMode="Indexed"), ns)
-    done = await until(lambda: condition(client, ns, "idx", "Complete"), 40)
+    done = await until(lambda: condition(client, ns, "idx", "Complete"))
     assert done["status"]["completedIndexes"] == "0-2" and done["status"]["succeeded"] == 3
     pods = await job_pods(client, ns, "idx")
     indexes = sorted(int(p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]) for p in pods)
@@ -182,7 +154,7 @@ async def _no_pods(client, ns, name):
 async def test_active_deadline(client, ns, cluster):
     """activeDeadlineSeconds: running pods are deleted and the Job fails with DeadlineExceeded."""
     await client.create(JOBS, job("late", exit_after=None, activeDeadlineSeconds=2), ns)
-    failed = await until(lambda: condition(client, ns, "late", "Failed"), 30)
+    failed = await until(lambda: condition(client, ns, "late", "Failed"))
     cond = next(c for c in failed["status"]["conditions"] if c["type"] == "Failed")
     assert (cond["reason"], cond["message"]) == ("DeadlineExceeded", "Job was active longer than specified deadline")
     assert failed["status"]["active"] == 0
@@ -198,7 +170,7 @@ async def test_pod_failure_policy_fail_job(client, ns, cluster):
     """A FailJob rule on exit code 42 fails the Job at once, with upstream's message."""
     policy = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}
     await client.create(JOBS, job("pfp", exit_code=42, backoffLimit=6, podFailurePolicy=policy), ns)
-    failed = await until(lambda: condition(client, ns, "pfp", "Failed"), 30)
+    failed = await until(lambda: condition(client, ns, "pfp", "Failed"))
     cond = next(c for c in failed["status"]["conditions"] if c["type"] == "Failed")
     pod = (await job_pods(client, ns, "pfp"))[0]["metadata"]["name"]
     assert cond["reason"] == "PodFailurePolicy"
@@ -214,20 +186,17 @@ async def test_ttl_after_finished_deletes_the_job(client, ns, cluster):
         except Exception:
             return True
         return bool(obj["metadata"].get("deletionTimestamp"))
-    await until(gone_or_deleting, 30)
+    await until(gone_or_deleting)
 
 
-async def test_kubectl_create_job_from_cronjob(client, ns, cluster, apiserver, tmp_path):
+async def test_kubectl_create_job_from_cronjob(client, ns, cluster, kubectl133):
     """`kubectl create job --from=cronjob/x` builds the Job client-side; the controller runs it."""
-    binary = conftest.kubectl_binary("1.33")
-    if binary is None:
-        pytest.skip("kubectl 1.33 is not installed")
-    kubectl = conftest.Kubectl(binary, apiserver.kubeconfig, tmp_path / "cache")
+    kubectl = kubectl133
     cj = {"metadata": {"name": "nightly"},
           "spec": {"schedule": "0 0 * * *", "jobTemplate": {"spec": job("x")["spec"]}}}
     await client.create(resource("batch/v1", "CronJob"), cj, ns)
     kubectl.run("-n", ns, "create", "job", "manual", "--from=cronjob/nightly")
-    done = await until(lambda: condition(client, ns, "manual", "Complete"), 30)
+    done = await until(lambda: condition(client, ns, "manual", "Complete"))
     assert done["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
     out = kubectl.run("-n", ns, "get", "jobs").stdout
     row = next(line.split() for line in out.splitlines() if line.startswith("manual"))

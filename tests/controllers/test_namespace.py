@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 import uuid
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kybtest import Kubectl, kubectl_binary, start_component, stop_process
+from kybtest import Kubectl, controller_manager_running, kubectl_or_skip, wait_for
 from kybernetes.api.registry import Resource
 from kybernetes.controllers.namespace import (CONDITION_TYPES, CONTENT_FAILURE, CONTENT_REMAINING,
                                               FINALIZER_ESTIMATE_SECONDS, FINALIZERS_REMAINING,
@@ -99,30 +98,14 @@ def test_finalized_spec_drops_only_kubernetes():
 
 @pytest.fixture(scope="module")
 def manager(apiserver, tmp_path_factory):
-    log = tmp_path_factory.mktemp("ns") / "controller-manager.log"
-    proc = start_component(["controller-manager", "--kubeconfig", str(apiserver.kubeconfig),
-                            "--controllers", "namespace,garbagecollector", "--leader-elect=false"],
-                           log)
-    yield proc
-    stop_process(proc)
+    with controller_manager_running(apiserver.kubeconfig, "namespace,garbagecollector",
+                                    tmp_path_factory.mktemp("ns") / "controller-manager.log") as proc:
+        yield proc
 
 
 @pytest.fixture
 def kubectl(apiserver, tmp_path, manager) -> Kubectl:
-    binary = kubectl_binary("1.33")
-    if binary is None:
-        pytest.skip("kubectl 1.33 is not installed")
-    return Kubectl(binary, apiserver.kubeconfig, tmp_path / "kubectl-cache")
-
-
-def wait_for(check, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = check()
-        if out:
-            return out
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    return kubectl_or_skip(apiserver.kubeconfig, tmp_path / "kubectl-cache")
 
 
 def ns_json(kubectl, name) -> dict | None:
@@ -154,16 +137,16 @@ def test_delete_namespace_removes_content_then_namespace(kubectl):
         left = kubectl("-n", ns, "get", "configmaps,secrets,deployments,serviceaccounts,services",
                        "-o", "name").split()
         return left == ["configmap/held"]
-    wait_for(held_only, "everything but the held ConfigMap to be deleted")
+    wait_for(held_only, what="everything but the held ConfigMap to be deleted")
     conds = wait_for(lambda: {c["type"]: c for c in (ns_json(kubectl, ns) or {}).get("status", {})
                               .get("conditions") or [] if c["status"] == "True"}
-                     .get("NamespaceFinalizersRemaining"), "the finalizers condition")
+                     .get("NamespaceFinalizersRemaining"), what="the finalizers condition")
     assert conds["reason"] == "SomeFinalizersRemain"
     assert "example.com/hold in 1 resource instances" in conds["message"]
     assert ns_json(kubectl, ns)["status"]["phase"] == "Terminating"
 
     kubectl("-n", ns, "patch", "configmap", "held", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
-    wait_for(lambda: ns_json(kubectl, ns) is None, "the namespace to be deleted", timeout=60)
+    wait_for(lambda: ns_json(kubectl, ns) is None, what="the namespace to be deleted")
 
 
 def test_namespace_waits_for_pods_on_nodes(kubectl, apiserver):
@@ -178,10 +161,10 @@ def test_namespace_waits_for_pods_on_nodes(kubectl, apiserver):
     kubectl("-n", ns, "create", "configmap", "cm")
     kubectl("delete", "namespace", ns, "--wait=false")
     wait_for(lambda: json.loads(kubectl("-n", ns, "get", "pod", "p", "-o", "json"))["metadata"]
-             .get("deletionTimestamp"), "the pod to be deleted gracefully")
+             .get("deletionTimestamp"), what="the pod to be deleted gracefully")
     wait_for(lambda: not kubectl("-n", ns, "get", "configmaps", "-o", "name").strip(),
-             "the ConfigMap to go")
+             what="the ConfigMap to go")
     assert ns_json(kubectl, ns)["status"]["phase"] == "Terminating"
     # the kubelet's confirmation
     kubectl("-n", ns, "delete", "pod", "p", "--grace-period=0", "--force")
-    wait_for(lambda: ns_json(kubectl, ns) is None, "the namespace to be deleted", timeout=60)
+    wait_for(lambda: ns_json(kubectl, ns) is None, what="the namespace to be deleted")

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import uuid
 
 from hypothesis import given, settings, strategies as st
 
-import kybtest as conftest
 from kybernetes.client import Client, resource
 from kybernetes.controllers.nodeipam import CIDRSet
+from kybtest import start_apiserver, start_controller_manager, stop_process, until
 
 NODE = resource("v1", "Node")
 
@@ -48,23 +47,10 @@ def test_cidrset_never_hands_out_a_range_twice(cluster, extra_bits, ops):
     assert cs.index("172.16.0.0/24") is None
 
 
-async def until(fn, timeout=20.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            out = await fn()
-            if out:
-                return out
-            await asyncio.sleep(0.1)
-
-
 def start_ipam(apiserver, tmp_path, cluster_cidr):
-    env = dict(os.environ, KYB_CLUSTER_CIDR=cluster_cidr, KYB_NODE_CIDR_MASK_SIZE="24")
-    import subprocess
-    import sys
-    log = open(tmp_path / f"ipam-{uuid.uuid4().hex[:4]}.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "kybernetes", "controller-manager",
-                             "--kubeconfig", str(apiserver.kubeconfig), "--controllers", "nodeipam",
-                             "--leader-elect=false"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    return start_controller_manager(apiserver.kubeconfig, "nodeipam",
+                                    tmp_path / f"ipam-{uuid.uuid4().hex[:4]}.log",
+                                    flags=("--cluster-cidr", cluster_cidr, "--node-cidr-mask-size", "24"))
 
 
 async def cidrs(client, prefix):
@@ -73,9 +59,15 @@ async def cidrs(client, prefix):
             if n["metadata"]["name"].startswith(prefix)}
 
 
+async def assigned(client, prefix, count):
+    """Node → podCIDR, once the `count` nodes named `prefix`* all have one."""
+    got = await cidrs(client, prefix)
+    return got if len(got) == count and all(got.values()) else None
+
+
 async def test_unique_cidrs_released_and_reused(tmp_path):
     # A server of its own: the node set (and so the pool) must be this test's alone.
-    server = conftest.start_apiserver(tmp_path / "api")
+    server = start_apiserver(tmp_path / "api")
     procs = []
     c = Client.from_kubeconfig(server.kubeconfig)
     try:
@@ -83,10 +75,7 @@ async def test_unique_cidrs_released_and_reused(tmp_path):
         names = [f"n{i:02d}" for i in range(20)]
         await asyncio.gather(*(c.create(NODE, {"metadata": {"name": n}}) for n in names))
 
-        async def all_assigned():
-            got = await cidrs(c, "n")
-            return got if len(got) == 20 and all(got.values()) else None
-        got = await until(all_assigned)
+        got = await until(lambda: assigned(c, "n", 20))
         assert len(set(got.values())) == 20
         for n in names:
             node = await c.get(NODE, n)
@@ -95,15 +84,12 @@ async def test_unique_cidrs_released_and_reused(tmp_path):
                 ipaddress.ip_network("10.200.0.0/19"))
 
         # Restart: assignments survive and new nodes avoid them.
-        conftest.stop_process(procs.pop())
+        stop_process(procs.pop())
         procs.append(start_ipam(server, tmp_path, "10.200.0.0/19"))
         more = [f"n{i:02d}" for i in range(20, 32)]
         await asyncio.gather(*(c.create(NODE, {"metadata": {"name": n}}) for n in more))
 
-        async def full():
-            got = await cidrs(c, "n")
-            return got if len(got) == 32 and all(got.values()) else None
-        full_set = await until(full)
+        full_set = await until(lambda: assigned(c, "n", 32))
         assert len(set(full_set.values())) == 32
         assert all(full_set[n] == got[n] for n in names)
 
@@ -119,5 +105,5 @@ async def test_unique_cidrs_released_and_reused(tmp_path):
     finally:
         await c.close()
         for p in procs:
-            conftest.stop_process(p)
+            stop_process(p)
         server.stop()

@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import subprocess
-import sys
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
-import kybtest as conftest
 from kybernetes.client import Client, resource
 from kybernetes.controllers.nodelifecycle import (UNREACHABLE, desired_taints,
                                                   min_toleration_seconds, reconcile_taints,
                                                   tolerates, unknown_conditions)
+from kybtest import get_or_none, start_apiserver, start_controller_manager, stop_process, until
 
 NODE = resource("v1", "Node")
 POD = resource("v1", "Pod")
@@ -103,24 +99,6 @@ def now_time() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def until(fn, timeout=30.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            out = await fn()
-            if out:
-                return out
-            await asyncio.sleep(0.1)
-
-
-async def get(c, r, name, ns=None):
-    try:
-        return await c.get(r, name, ns)
-    except Exception as e:
-        if getattr(e, "code", None) == 404:
-            return None
-        raise
-
-
 async def post_ready(c, name: str, status: str = "True") -> None:
     node = await c.get(NODE, name)
     node.setdefault("status", {})["conditions"] = [
@@ -175,11 +153,10 @@ def unreachable_for(seconds: int | None) -> list[dict]:
 
 
 async def test_lease_expiry_taints_evicts_and_recovers(tmp_path):
-    server = conftest.start_apiserver(tmp_path / "api")
-    env = dict(os.environ, KYB_NODE_MONITOR_GRACE="2", KYB_NODE_STARTUP_GRACE="2")
-    proc = subprocess.Popen([sys.executable, "-m", "kybernetes", "controller-manager", "--kubeconfig",
-                             str(server.kubeconfig), "--controllers", "nodelifecycle", "--leader-elect=false"],
-                            stdout=open(tmp_path / "cm.log", "ab"), stderr=subprocess.STDOUT, env=env)
+    server = start_apiserver(tmp_path / "api")
+    proc = start_controller_manager(server.kubeconfig, "nodelifecycle", tmp_path / "cm.log",
+                                    flags=("--node-monitor-grace-period", "2s",
+                                           "--node-startup-grace-period", "2s"))
     c = Client.from_kubeconfig(server.kubeconfig)
     kubelet = FakeKubelet(c, "n1")
     try:
@@ -210,7 +187,7 @@ async def test_lease_expiry_taints_evicts_and_recovers(tmp_path):
             (UNREACHABLE, "NoExecute"), (UNREACHABLE, "NoSchedule")}
 
         async def deleting(name):
-            p = await get(c, POD, name, NS)
+            p = await get_or_none(c, POD, name, NS)
             return p is None or bool(p["metadata"].get("deletionTimestamp"))
         await until(lambda: deleting("zero"))
         # Tolerating for 3 s: not yet.
@@ -239,12 +216,12 @@ async def test_lease_expiry_taints_evicts_and_recovers(tmp_path):
     finally:
         await kubelet.stop()
         await c.close()
-        conftest.stop_process(proc)
+        stop_process(proc)
         server.stop()
 
 
 async def _gone(c, name):
-    return await get(c, POD, name, NS) is None
+    return await get_or_none(c, POD, name, NS) is None
 
 
 async def _event(c, reason, message=None):

@@ -11,16 +11,12 @@ cleanup on reclaim Delete).
 from __future__ import annotations
 
 import json
-import time
-import uuid
 
 import pytest
 
-import kybtest as conftest
 from kybernetes.controllers import localpath as lp
 from kybernetes.controllers import persistentvolume as pvc_
-
-needs_kubectl = pytest.mark.skipif(conftest.kubectl_binary("1.33") is None, reason="kubectl 1.33 missing")
+from kybtest import create_namespace, get_json, needs_kubectl, own_cluster, wait_for
 
 
 def pv(name, size, modes=("ReadWriteOnce",), cls="", phase="Available", labels=None, claim=None):
@@ -91,48 +87,16 @@ def test_local_path_volume_shape():
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    logs = tmp_path_factory.mktemp("pv-cluster")
-    server = conftest.start_apiserver(logs / "api")
-    kc = str(server.kubeconfig)
-    procs = [
-        conftest.start_component(["controller-manager", "--kubeconfig", kc, "--controllers",
-                                  "persistentvolume-binder,local-path-provisioner",
-                                  "--leader-elect=false"], logs / "cm.log"),
-        conftest.start_component(["scheduler", "--kubeconfig", kc, "--leader-elect=false"], logs / "sched.log"),
-        conftest.start_component(["sim", "nodes", "--kubeconfig", kc, "--count", "2", "--name-prefix",
-                                  "pv-sim", "--ready-delay", "0.2", "--stop-delay", "0.1"], logs / "sim.log"),
-    ]
-    yield server
-    for p in reversed(procs):
-        conftest.stop_process(p)
-    server.stop()
-
-
-@pytest.fixture
-def k(cluster, tmp_path):
-    return conftest.Kubectl(conftest.kubectl_binary("1.33"), cluster.kubeconfig, tmp_path / "cache")
+    with own_cluster(tmp_path_factory.mktemp("pv-cluster"),
+                     "persistentvolume-binder,local-path-provisioner",
+                     ["--count", "2", "--name-prefix", "pv-sim", "--ready-delay", "0.2",
+                      "--stop-delay", "0.1"]) as server:
+        yield server
 
 
 @pytest.fixture
 def ns(k):
-    name = f"pv-{uuid.uuid4().hex[:8]}"
-    k("create", "namespace", name)
-    return name
-
-
-def get_json(k, *args):
-    return json.loads(k("get", *args, "-o", "json"))
-
-
-def wait_for(fn, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    return create_namespace(k, "pv")
 
 
 def apply(k, obj, ns=None):

@@ -4,17 +4,16 @@ terminating pods. The integration test uses its own API server: pod GC acts clus
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import kybtest as conftest
 from kybernetes.api.errors import ApiError
 from kybernetes.client import Client, resource
 from kybernetes.controllers.podgc import out_of_service, terminated_to_delete
+from kybtest import start_apiserver, until
 
 PODS = resource("v1", "Pod")
 NODES = resource("v1", "Node")
@@ -61,18 +60,9 @@ def test_out_of_service_needs_taint_and_not_ready():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A server of this module's own: pod GC would collect other tests' pods."""
-    s = conftest.start_apiserver(tmp_path_factory.mktemp("podgc-api"))
+    s = start_apiserver(tmp_path_factory.mktemp("podgc-api"))
     yield s
     s.stop()
-
-
-async def until(fn, timeout: float = 60.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            out = await fn()
-            if out:
-                return out
-            await asyncio.sleep(0.05)
 
 
 async def exists(client, name, ns="default") -> bool:
@@ -84,8 +74,8 @@ async def exists(client, name, ns="default") -> bool:
         return False
 
 
-async def test_podgc_collects_terminated_orphaned_and_unscheduled(server, components, monkeypatch):
-    monkeypatch.setenv("KYB_TERMINATED_POD_GC_THRESHOLD", "2")
+async def test_podgc_collects_terminated_orphaned_and_unscheduled(server, controller_manager,
+                                                                  monkeypatch):
     monkeypatch.setenv("KYB_PODGC_PERIOD", "0.2")
     monkeypatch.setenv("KYB_PODGC_QUARANTINE", "1")
     client = Client.from_kubeconfig(server.kubeconfig)
@@ -105,8 +95,7 @@ async def test_podgc_collects_terminated_orphaned_and_unscheduled(server, compon
                                    "spec": spec}, "default")
         await client.delete(PODS, "held", "default")  # unscheduled, terminating
 
-        components("controller-manager", "--kubeconfig", str(server.kubeconfig),
-                   "--controllers", "podgc", "--leader-elect=false")
+        controller_manager(server.kubeconfig, "podgc", "--terminated-pod-gc-threshold", "2")
 
         async def oldest_two_gone():
             return not await exists(client, "done-0") and not await exists(client, "done-1")
@@ -129,7 +118,8 @@ async def test_podgc_collects_terminated_orphaned_and_unscheduled(server, compon
         await client.close()
 
 
-async def test_podgc_marks_orphans_failed_with_disruption_target(server, components, monkeypatch):
+async def test_podgc_marks_orphans_failed_with_disruption_target(server, controller_manager,
+                                                                 monkeypatch):
     """The Failed phase and DisruptionTarget condition (reason DeletionByPodGC) are written
     before the force delete; a finalizer keeps the pod so the status can be read."""
     monkeypatch.setenv("KYB_PODGC_PERIOD", "0.2")
@@ -141,8 +131,7 @@ async def test_podgc_marks_orphans_failed_with_disruption_target(server, compone
                                             "containers": [{"name": "c", "image": "nginx"}]}},
                             "default")
         await client.patch(PODS, "lost", {"status": {"phase": "Running"}}, "default", subresource="status")
-        components("controller-manager", "--kubeconfig", str(server.kubeconfig),
-                   "--controllers", "podgc", "--leader-elect=false")
+        controller_manager(server.kubeconfig, "podgc")
 
         async def marked():
             p = await client.get(PODS, "lost", "default")

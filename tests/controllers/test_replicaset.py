@@ -3,20 +3,18 @@ controller process against a real API server, read back with kubectl 1.33."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kybtest as conftest
 from kybernetes.api.errors import ApiError
-from kybernetes.client import Client, resource
+from kybernetes.client import resource
 from kybernetes.controllers.replicas import (Expectations, calculate_status, is_pod_available,
                                              pod_from_template, pods_to_delete, rank_for_deletion,
                                              slow_start_batch, slow_start_sizes)
+from kybtest import controller_manager_running, new_namespace, until
 
 NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
 PODS = resource("v1", "Pod")
@@ -220,46 +218,16 @@ def test_status_counts_and_replica_failure_condition():
 # ---- against the API server ----------------------------------------------------------------------
 
 @pytest.fixture
-async def client(apiserver):
-    c = Client.from_kubeconfig(apiserver.kubeconfig)
-    yield c
-    await c.close()
-
-
-@pytest.fixture
 async def ns(client):
-    name = f"rs-{uuid.uuid4().hex[:8]}"
-    await client.create(resource("v1", "Namespace"), {"metadata": {"name": name}})
-    return name
+    return await new_namespace(client, "rs")
 
 
 @pytest.fixture(scope="module")
 def controller(apiserver, tmp_path_factory):
     """One controller-manager for this module's tests (each test has its own namespace)."""
-    proc = conftest.start_component(
-        ["controller-manager", "--kubeconfig", str(apiserver.kubeconfig),
-         "--controllers", "replicaset", "--leader-elect=false"],
-        tmp_path_factory.mktemp("rs") / "controller-manager.log")
-    yield proc
-    conftest.stop_process(proc)
-
-
-@pytest.fixture
-def kubectl133(apiserver, tmp_path):
-    binary = conftest.kubectl_binary("1.33")
-    if binary is None:
-        pytest.skip("kubectl 1.33 is not installed")
-    return conftest.Kubectl(binary, apiserver.kubeconfig, tmp_path / "cache")
-
-
-async def until(fn, timeout: float = 60.0):
-    """Poll an async predicate until it returns something truthy; return that."""
-    async with asyncio.timeout(timeout):
-        while True:
-            out = await fn()
-            if out:
-                return out
-            await asyncio.sleep(0.05)
+    with controller_manager_running(apiserver.kubeconfig, "replicaset",
+                                    tmp_path_factory.mktemp("rs") / "controller-manager.log") as proc:
+        yield proc
 
 
 def replicaset(name: str, replicas: int, **spec) -> dict:
@@ -413,7 +381,7 @@ async def test_failed_create_sets_replica_failure_and_event(client, ns, controll
         rs = await client.get(RS, "bad", ns)
         conds = (rs.get("status") or {}).get("conditions") or []
         return rs.get("status", {}).get("replicas") == 2 and not conds
-    await until(recovered, timeout=30)
+    await until(recovered)
 
 
 async def test_available_after_min_ready_seconds(client, ns, controller):

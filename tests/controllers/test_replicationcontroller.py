@@ -4,14 +4,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-
 import pytest
 
-import kybtest as conftest
-from kybernetes.client import Client, resource
+from kybernetes.client import resource
 from kybernetes.controllers.replicationcontroller import ReplicationControllerController
+from kybtest import new_namespace, until
 
 PODS = resource("v1", "Pod")
 RC = resource("v1", "ReplicationController")
@@ -25,34 +22,8 @@ def test_map_selector_matches_superset_labels_only():
 
 
 @pytest.fixture
-async def client(apiserver):
-    c = Client.from_kubeconfig(apiserver.kubeconfig)
-    yield c
-    await c.close()
-
-
-@pytest.fixture
 async def ns(client):
-    name = f"rc-{uuid.uuid4().hex[:8]}"
-    await client.create(resource("v1", "Namespace"), {"metadata": {"name": name}})
-    return name
-
-
-@pytest.fixture
-def kubectl133(apiserver, tmp_path):
-    binary = conftest.kubectl_binary("1.33")
-    if binary is None:
-        pytest.skip("kubectl 1.33 is not installed")
-    return conftest.Kubectl(binary, apiserver.kubeconfig, tmp_path / "cache")
-
-
-async def until(fn, timeout: float = 60.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            out = await fn()
-            if out:
-                return out
-            await asyncio.sleep(0.05)
+    return await new_namespace(client, "rc")
 
 
 async def owned(client, ns, name, n):
@@ -63,9 +34,9 @@ async def owned(client, ns, name, n):
     return pods if len(pods) == n else None
 
 
-async def test_rc_keeps_replicas_adopts_and_scales(client, ns, apiserver, components, kubectl133):
-    components("controller-manager", "--kubeconfig", str(apiserver.kubeconfig),
-               "--controllers", "replicationcontroller", "--leader-elect=false")
+async def test_rc_keeps_replicas_adopts_and_scales(client, ns, apiserver, controller_manager,
+                                                   kubectl133):
+    controller_manager(apiserver.kubeconfig, "replicationcontroller")
     await client.create(PODS, {"metadata": {"name": "stray", "labels": {"app": "rc", "x": "y"}},
                                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}, ns)
     await client.create(RC, {"metadata": {"name": "rc"}, "spec": {

@@ -11,17 +11,15 @@ status/history/undo, which read ControllerRevisions owned by the set.
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kybtest as conftest
 from kybernetes.controllers import history
 from kybernetes.controllers import statefulset as ss
+from kybtest import create_namespace, get_json, needs_kubectl, own_cluster, wait_for
 
 NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -201,56 +199,19 @@ def test_revision_hash_depends_on_data_and_collision_count():
 
 # ---- against a real cluster ---------------------------------------------------------------------
 
-needs_kubectl = pytest.mark.skipif(conftest.kubectl_binary("1.33") is None, reason="kubectl 1.33 missing")
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """Own API server + controller-manager + scheduler + 3 simulated nodes."""
-    logs = tmp_path_factory.mktemp("sts-cluster")
-    server = conftest.start_apiserver(logs / "api")
-    kc = str(server.kubeconfig)
-    procs = [
-        conftest.start_component(["controller-manager", "--kubeconfig", kc, "--controllers",
-                                  "statefulset,persistentvolume-binder,local-path-provisioner,"
-                                  "garbagecollector", "--leader-elect=false"], logs / "cm.log"),
-        conftest.start_component(["scheduler", "--kubeconfig", kc, "--leader-elect=false"],
-                                 logs / "sched.log"),
-        conftest.start_component(["sim", "nodes", "--kubeconfig", kc, "--count", "3",
-                                  "--name-prefix", "sts-sim", "--ready-delay", "0.3",
-                                  "--stop-delay", "0.1"], logs / "sim.log"),
-    ]
-    yield server
-    for p in reversed(procs):
-        conftest.stop_process(p)
-    server.stop()
-
-
-@pytest.fixture
-def k(cluster, tmp_path):
-    return conftest.Kubectl(conftest.kubectl_binary("1.33"), cluster.kubeconfig, tmp_path / "cache")
+    with own_cluster(tmp_path_factory.mktemp("sts-cluster"),
+                     "statefulset,persistentvolume-binder,local-path-provisioner,garbagecollector",
+                     ["--count", "3", "--name-prefix", "sts-sim", "--ready-delay", "0.3",
+                      "--stop-delay", "0.1"]) as server:
+        yield server
 
 
 @pytest.fixture
 def ns(k):
-    name = f"sts-{uuid.uuid4().hex[:8]}"
-    k("create", "namespace", name)
-    return name
-
-
-def get_json(k, *args):
-    return json.loads(k("get", *args, "-o", "json"))
-
-
-def wait_for(fn, timeout=40.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    return create_namespace(k, "sts")
 
 
 def pods(k, ns):
@@ -341,7 +302,7 @@ def test_ordered_start_stable_identity_storage_and_scale_down(k, ns):
 def test_partitioned_rolling_update_history_and_undo(k, ns):
     k("apply", "-n", ns, "-f", "-", input=web(3))
     wait_for(lambda: rolled_out(k, ns, 3), what="first rollout")
-    out = k("rollout", "status", "statefulset/web", "-n", ns, "--timeout=30s")
+    out = k("rollout", "status", "statefulset/web", "-n", ns, "--timeout=90s", timeout=120)
     # The defaulted partition (0) makes kubectl report a partitioned rollout, as against Kubernetes.
     assert "partitioned roll out complete: 3 new pods have been updated" in out
 
@@ -357,7 +318,7 @@ def test_partitioned_rolling_update_history_and_undo(k, ns):
                 and all(ready(p) for p in ps.values()) and images)
     images = wait_for(partitioned, what="partitioned update")
     assert images == {"web-0": "nginx:1.25", "web-1": "nginx:1.25", "web-2": "nginx:1.26"}
-    out = k("rollout", "status", "statefulset/web", "-n", ns, "--timeout=30s")
+    out = k("rollout", "status", "statefulset/web", "-n", ns, "--timeout=90s", timeout=120)
     assert "partitioned roll out complete: 1 new pods have been updated" in out
 
     k("patch", "statefulset", "web", "-n", ns, "--type=merge", "-p",

@@ -26,11 +26,10 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 import kybtest as conftest  # noqa: E402  (the shared test helpers)
 
 from kybernetes.api.errors import ApiError  # noqa: E402
-from kybernetes.client import Client  # noqa: E402
 from kybernetes.dns.cluster import NAMESPACES, SERVICES, SLICES  # noqa: E402
 from kybernetes.dns.main import Dns, DnsConfig  # noqa: E402
 
-DEADLINE = 20.0
+DEADLINE = conftest.PATIENCE
 
 
 async def eventually(check, timeout: float = DEADLINE):
@@ -49,10 +48,9 @@ async def eventually(check, timeout: float = DEADLINE):
 
 
 @pytest.fixture
-async def api(apiserver):
-    client = Client.from_kubeconfig(apiserver.kubeconfig)
-    yield client
-    await client.close()
+def api(client):
+    """The session server's API client (tests/conftest.py), by the name these tests use."""
+    return client
 
 
 async def start_dns(apiserver, **kw) -> Dns:
@@ -252,14 +250,6 @@ async def test_metrics_and_health(server, api, ns):
     assert requests and float(requests[0].rsplit(" ", 1)[1]) >= 2
     assert 'rcode="NXDOMAIN"' in text and 'rcode="NOERROR"' in text
     assert "coredns_dns_request_duration_seconds_bucket" in text
-
-
-@pytest.fixture
-def kubectl133(apiserver, tmp_path):
-    binary = conftest.kubectl_binary("1.33")
-    if binary is None:
-        pytest.skip("kubectl 1.33 is not installed")
-    return conftest.Kubectl(binary, apiserver.kubeconfig, tmp_path / "cache")
 
 
 def free_udp_tcp_port() -> int:

@@ -22,14 +22,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from kybernetes.lab import hosts as labhosts
 from kybernetes.lab.lab import BRIDGE, SUBNET, Lab
+from kybtest import kyb, wait_for
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("kubectl") or not shutil.which("containerd"),
@@ -43,25 +42,6 @@ PYTHON = "docker.io/library/python:3.11"
 # busybox httpd answering its pod name; PID 1 ignores SIGTERM, so a deleted pod keeps serving
 # through its grace period (what makes "no traffic to a removed endpoint" a real check).
 SERVE = ("mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www")
-
-
-def kyb(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
-    p = subprocess.run([sys.executable, "-m", "kybernetes", *args], capture_output=True,
-                       text=True, timeout=timeout)
-    if check:
-        assert p.returncode == 0, f"kyb {' '.join(args)}: {p.stdout}{p.stderr}"
-    return p
-
-
-def wait_for(fn, timeout: float, what: str, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        out = fn()
-        if out:
-            return out
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 class Cluster:
@@ -150,7 +130,7 @@ def cluster(request, tmp_path_factory):
             x["type"] == "Ready" and x["status"] == "True"
             for x in n.get("status", {}).get("conditions") or [])]) == 3, 180, "3 Ready nodes")
         c.kubectl("create", "namespace", NS)
-        wait_for(lambda: c.get("serviceaccount", "default"), 30, "the default service account")
+        wait_for(lambda: c.get("serviceaccount", "default"), 60, "the default service account")
         # Everything the tests share, started at once: pods come up in parallel.
         c.apply(deployment("echo", 3, **SPREAD), service("echo", "echo"),
                 pod("client", HOSTS[0]), pod("py", HOSTS[1], PYTHON),
@@ -212,7 +192,7 @@ def test_node_port_from_a_host_without_the_pod(cluster):
         p = kyb("lab", "exec", "--data-dir", str(cluster.dir), HOSTS[2], "--", "sh", "-c", req,
                 check=False)
         return p.stdout.strip() or None
-    assert wait_for(answered, 30, "the node port") == backend
+    assert wait_for(answered, 60, "the node port") == backend
 
 
 def lookup(cluster: Cluster, *names: str) -> dict[str, list[str] | str]:
@@ -269,11 +249,11 @@ def test_new_endpoint_gets_traffic_and_removed_one_none(cluster):
     cluster.apply(deployment("scale", 1, terminationGracePeriodSeconds=60),
                   service("scale", "scale"))
     first = cluster.running("app=scale", 1)[0]["metadata"]["name"]
-    wait_for(lambda: cluster.fetch("client", "scale", 80) == [first], 30, "the first backend")
+    wait_for(lambda: cluster.fetch("client", "scale", 80) == [first], 60, "the first backend")
     cluster.kubectl("scale", "deployment", "scale", "--replicas", "2")
     both = {p["metadata"]["name"] for p in cluster.running("app=scale", 2)}
     second = (both - {first}).pop()
-    wait_for(lambda: second in cluster.fetch("client", "scale", 80, n=10), 30,
+    wait_for(lambda: second in cluster.fetch("client", "scale", 80, n=10), 60,
              f"traffic to the new endpoint {second}")
     cluster.kubectl("scale", "deployment", "scale", "--replicas", "1")
     kept = cluster.running("app=scale", 1)[0]["metadata"]["name"]
@@ -281,7 +261,7 @@ def test_new_endpoint_gets_traffic_and_removed_one_none(cluster):
     removed_ip = next(p["status"]["podIP"] for p in cluster.pods("app=scale")
                       if p["metadata"]["name"] == removed)
     # once the proxy has synced, the service sends the removed endpoint nothing ...
-    wait_for(lambda: set(cluster.fetch("client", "scale", 80, n=15)) == {kept}, 30,
+    wait_for(lambda: set(cluster.fetch("client", "scale", 80, n=15)) == {kept}, 60,
              f"no more traffic to the removed endpoint {removed}")
     # ... though it is still running (terminating, 60 s grace) and answers on its own IP
     assert cluster.fetch("client", removed_ip, 8080) == [removed]
@@ -298,17 +278,17 @@ def test_cut_host_pods_replaced_and_traffic_follows(cluster):
                   service("mover", "mover"))
     old = cluster.running("app=mover", 1)[0]
     lost = old["spec"]["nodeName"]
-    wait_for(lambda: cluster.fetch("client", "mover", 80) == [old["metadata"]["name"]], 30,
+    wait_for(lambda: cluster.fetch("client", "mover", 80) == [old["metadata"]["name"]], 60,
              "the first mover")
     kyb("lab", "cut", "--data-dir", str(cluster.dir), lost)
     try:
         wait_for(lambda: all(p["metadata"]["name"] != old["metadata"]["name"]
                              or p["metadata"].get("deletionTimestamp")
-                             for p in cluster.pods("app=mover")), 90, "the eviction", interval=1)
+                             for p in cluster.pods("app=mover")), 90, "the eviction", every=1)
         new = cluster.running("app=mover", 1)[0]
         assert new["spec"]["nodeName"] not in (lost, HOSTS[0])
         wait_for(lambda: set(cluster.fetch("client", "mover", 80, n=5)) ==
-                 {new["metadata"]["name"]}, 30, "traffic to the replacement")
+                 {new["metadata"]["name"]}, 60, "traffic to the replacement")
         node = cluster.get("node", lost)
         ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"][0]
         assert ready["status"] == "Unknown"

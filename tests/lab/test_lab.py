@@ -12,14 +12,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from kybernetes.lab import hosts as labhosts
 from kybernetes.lab.lab import BRIDGE, SUBNET, Lab
+from kybtest import kyb, wait_for
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("kubectl") or not shutil.which("containerd"),
@@ -27,25 +26,6 @@ pytestmark = pytest.mark.skipif(
 
 HOSTS = ("kyb-lab-1", "kyb-lab-2")
 BUSYBOX = "docker.io/library/busybox:latest"
-
-
-def kyb(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
-    p = subprocess.run([sys.executable, "-m", "kybernetes", *args], capture_output=True,
-                       text=True, timeout=timeout)
-    if check:
-        assert p.returncode == 0, f"kyb {' '.join(args)}: {p.stdout}{p.stderr}"
-    return p
-
-
-def wait_for(fn, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        out = fn()
-        if out:
-            return out
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +105,7 @@ def test_exec_cut_and_heal(lab):
     finally:
         kyb("lab", "heal", "--data-dir", str(lab), HOSTS[1])
     wait_for(lambda: kyb("lab", "exec", "--data-dir", str(lab), HOSTS[0], "--", *ping,
-                         check=False).returncode == 0, 20, "the healed link")
+                         check=False).returncode == 0, 60, "the healed link")
 
 
 def test_down_leaves_nothing(lab):

@@ -1,11 +1,10 @@
-"""Helpers for network tests: `ip` commands, namespaces we own, polling."""
+"""Helpers for network tests: `ip` commands and the namespaces we own."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import time
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -27,17 +26,6 @@ def ping(netns: str, dst: str, size: int = 56, count: int = 3) -> subprocess.Com
     busybox = shutil.which("busybox")
     argv = [busybox, "ping"] if busybox else ["ping"]
     return run_in(netns, *argv, "-A", "-c", str(count), "-W", "2", "-s", str(size), dst, check=False)
-
-
-def wait_for(fn, timeout: float = 20, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        out = fn()
-        if out:
-            return out
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def netns_exists(name: str) -> bool:

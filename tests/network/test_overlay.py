@@ -13,19 +13,17 @@ import json
 import os
 import shutil
 import signal
-import socket
-import ssl
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from kybernetes.network import masq, overlay
 
-from netlab import add_fake_pod, ip, netns_exists, ping, run_in, wait_for
+from kybtest import start_apiserver, stop_process, wait_for
+from netlab import add_fake_pod, ip, netns_exists, ping, run_in
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
                                 reason="needs root and iproute2 (network namespaces)")
@@ -89,7 +87,7 @@ def net(tmp_path_factory):
             ip("-n", host, "link", "set", "lo", "up")
             run_in(host, "sysctl", "-qw", "net.ipv4.ip_forward=1")
             add_fake_pod(host, pod_ns(host), cidr.replace(".0/24", ".1/24"), pod_ip(host))
-        procs["apiserver"] = _start_apiserver(data)
+        procs["apiserver"] = start_apiserver(data, host=f"{SUBNET}.1").proc
         kubeconfig = data / "kubeconfig.yaml"
         for host in list(HOSTS)[:2]:
             add_node(kubeconfig, host)
@@ -101,14 +99,8 @@ def net(tmp_path_factory):
                  "--cleanup-on-exit"], stdout=log, stderr=subprocess.STDOUT)
         yield {"kubeconfig": kubeconfig, "procs": procs, "data": data}
     finally:
-        for name, p in reversed(procs.items()):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        for p in reversed(procs.values()):
+            stop_process(p)
         for i, host in enumerate(HOSTS, 1):
             for ns in (pod_ns(host), host):
                 if netns_exists(ns):
@@ -117,34 +109,10 @@ def net(tmp_path_factory):
         ip("link", "del", BRIDGE, check=False)
 
 
-def _start_apiserver(data: Path) -> subprocess.Popen:
-    with socket.socket() as s:
-        s.bind((f"{SUBNET}.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "kybernetes", "apiserver", "--data-dir",
-                             str(data), "--bind-address", f"{SUBNET}.1", "--secure-port", str(port),
-                             "--tls-san", f"{SUBNET}.1"],
-                            stdout=open(data / "apiserver.log", "ab"), stderr=subprocess.STDOUT)
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-
-    def ready() -> bool:
-        assert proc.poll() is None, (data / "apiserver.log").read_text()[-2000:]
-        try:
-            with urllib.request.urlopen(f"https://{SUBNET}.1:{port}/readyz", context=ctx,
-                                        timeout=1) as r:
-                return r.status == 200 and (data / "kubeconfig.yaml").exists()
-        except OSError:
-            return False
-
-    wait_for(ready, 30, 0.1, "the API server")
-    return proc
-
-
 def _wait_mesh(hosts: list[str]) -> None:
     for h in hosts:
         want = {HOSTS[o][1] for o in hosts if o != h}
-        wait_for(lambda: want <= overlay_routes(h), 30, what=f"routes on {h}: {want}")
+        wait_for(lambda: want <= overlay_routes(h), what=f"routes on {h}: {want}", every=0.05)
 
 
 def test_pods_reach_each_other_across_hosts(net):
@@ -235,12 +203,12 @@ def test_node_removal_removes_its_entries(net):
                      ["metadata"]["annotations"][overlay.BACKEND_DATA])["VtepMAC"]
     _kubectl(net["kubeconfig"], "delete", "node", h3)
     for h in (h1, h2):
-        wait_for(lambda: HOSTS[h3][1] not in overlay_routes(h), 20, what=f"route gone on {h}")
+        wait_for(lambda: HOSTS[h3][1] not in overlay_routes(h), what=f"route gone on {h}", every=0.05)
         wait_for(lambda: mac not in ip("-n", h, "neigh", "show", "dev", overlay.DEVICE).stdout
                  and mac not in ip("-n", h, "-4", "route").stdout
                  and mac not in subprocess.run(["bridge", "-n", h, "fdb", "show", "dev",
                                                 overlay.DEVICE], capture_output=True,
-                                               text=True).stdout, 20, what="neigh/fdb gone")
+                                               text=True).stdout, what="neigh/fdb gone", every=0.05)
         r = ip("-n", h, "route", "get", pod_ip(h3), check=False)
         assert r.returncode != 0, r.stdout
     assert ping(pod_ns(h1), pod_ip(h3), count=1).returncode != 0

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))  # kybtest
 
 from proxylab import PODS, Lab, setup, start_apiserver, stop_process, teardown  # noqa: E402
 

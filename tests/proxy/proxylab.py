@@ -12,19 +12,16 @@ their links and rules; everything is deleted in teardown even when a test fails.
 from __future__ import annotations
 
 import os
-import random
-import signal
-import socket
 import shutil
-import ssl
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+import kybtest
+from kybtest import Server, stop_process  # noqa: F401  (stop_process: for the lab's users)
 
 
 PODS = {"p1": "10.42.1.11", "p2": "10.42.1.12", "p3": "10.42.1.13"}
@@ -140,55 +137,8 @@ def teardown(lab: Lab) -> None:
     sh("ip", "link", "delete", lab.host_link, check=False)   # gone with the netns, normally
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@dataclass
-class ApiServer:
-    data_dir: Path
-    proc: subprocess.Popen
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.data_dir / "kubeconfig.yaml"
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-
-def start_apiserver(data_dir: Path, ip: str) -> ApiServer:
-    """Like tests/conftest.start_apiserver, but bound to the veth address the node netns reaches."""
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        port = s.getsockname()[1]
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log = data_dir / "apiserver.log"
-    proc = subprocess.Popen([sys.executable, "-m", "kybernetes", "apiserver", "--data-dir",
-                             str(data_dir), "--secure-port", str(port), "--bind-address", ip,
-                             "--tls-san", ip], stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-    server = ApiServer(data_dir, proc)
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"apiserver exited: {log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"https://{ip}:{port}/readyz", context=ctx, timeout=1) as r:
-                if r.status == 200 and server.kubeconfig.exists():
-                    return server
-        except OSError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"apiserver not ready: {log.read_text()[-3000:]}")
+def start_apiserver(data_dir: Path, ip: str) -> Server:
+    """kybtest.start_apiserver, bound to the veth address the node netns reaches."""
+    return kybtest.start_apiserver(data_dir, host=ip)
 
 

@@ -44,7 +44,7 @@ async def set_endpoints(api, name: str, endpoints: list[dict]) -> None:
     await api.update(SLICES, sl)
 
 
-async def answers_until(lab, ns: str, url: str, want, n: int = 30, timeout: float = 20) -> list[str]:
+async def answers_until(lab, ns: str, url: str, want, n: int = 30, timeout: float = 60) -> list[str]:
     """Send batches of n requests until the answers satisfy `want`; returns the last batch."""
     deadline = time.monotonic() + timeout
     while True:

@@ -9,14 +9,13 @@ import uuid
 
 import pytest
 
-import kybtest as conftest
+import kybtest
 from kybernetes.api.errors import ApiError
 from kybernetes.client import Client, resource
 from kybernetes.sim.podstatus import EXIT_AFTER, EXIT_CODE
 
 NODES, PODS = resource("v1", "Node"), resource("v1", "Pod")
 LEASES = resource("coordination.k8s.io/v1", "Lease")
-NAMESPACES = resource("v1", "Namespace")
 COUNT = 3
 
 
@@ -24,44 +23,31 @@ COUNT = 3
 def sim(apiserver, tmp_path_factory):
     """One simulator process for the module, with short periods so renewals show quickly."""
     prefix = f"sim-{uuid.uuid4().hex[:5]}-"
-    proc = conftest.start_component(
-        ["sim", "nodes", "--kubeconfig", str(apiserver.kubeconfig), "--count", str(COUNT),
-         "--name-prefix", prefix, "--zones", "z1,z2", "--lease-period", "0.5",
-         "--status-period", "0.5", "--start-delay", "0.1", "--ready-delay", "0.3",
-         "--stop-delay", "0.1"],
-        tmp_path_factory.mktemp("sim") / "sim.log")
+    proc = kybtest.start_sim_nodes(
+        apiserver.kubeconfig, tmp_path_factory.mktemp("sim") / "sim.log", "--count", str(COUNT),
+        "--name-prefix", prefix, "--zones", "z1,z2", "--lease-period", "0.5",
+        "--status-period", "0.5", "--start-delay", "0.1", "--ready-delay", "0.3",
+        "--stop-delay", "0.1")
     yield [f"{prefix}{i}" for i in range(COUNT)]
-    conftest.stop_process(proc)
+    kybtest.stop_process(proc)
     assert proc.returncode == 0  # SIGTERM ends it cleanly
 
 
 @pytest.fixture
-async def client(apiserver):
-    c = Client.from_kubeconfig(apiserver.kubeconfig)
-    yield c
-    await c.close()
-
-
-@pytest.fixture
 async def ns(client):
-    name = f"sim-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"metadata": {"name": name}})
-    return name
+    return await kybtest.new_namespace(client, "sim")
 
 
-async def until(fn, timeout=20.0):
-    """Poll `fn` (async, returns a truthy value when done) until the deadline."""
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                out = await fn()
-            except ApiError as e:
-                if e.code != 404:
-                    raise
-                out = None
-            if out:
-                return out
-            await asyncio.sleep(0.05)
+async def until(fn, timeout: float = kybtest.PATIENCE):
+    """kybtest.until, reading a 404 (not there yet) as "not yet"."""
+    async def tolerant():
+        try:
+            return await fn()
+        except ApiError as e:
+            if e.code != 404:
+                raise
+            return None
+    return await kybtest.until(tolerant, timeout, every=0.05)
 
 
 async def ready_nodes(client, names):
@@ -200,11 +186,8 @@ async def _later(client, name, before):
     return (await client.get(LEASES, name, "kube-node-lease"))["spec"]["renewTime"] > before
 
 
-def test_kubectl_shows_ready_nodes_with_roles_and_version(sim, apiserver, tmp_path):
-    binary = conftest.kubectl_binary("1.33")
-    if binary is None:
-        pytest.skip("kubectl 1.33 is not installed")
-    kubectl = conftest.Kubectl(binary, apiserver.kubeconfig, tmp_path / "cache")
+def test_kubectl_shows_ready_nodes_with_roles_and_version(sim, apiserver, kubectl133):
+    kubectl = kubectl133
     asyncio.run(_wait_ready(apiserver, sim))
     out = kubectl("get", "nodes", *sim)
     lines = out.splitlines()

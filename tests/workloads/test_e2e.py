@@ -23,8 +23,8 @@ from decimal import Decimal, getcontext
 import pytest
 
 from kybernetes.lab.lab import Lab
-from workloads_lab import (NAME, Cluster, busybox, condition, running, skip_reason,
-                           wait_for)
+from kybtest import wait_for
+from workloads_lab import NAME, Cluster, busybox, condition, running, skip_reason
 
 NODES = 2
 
@@ -185,7 +185,7 @@ def test_daemonset_runs_on_every_node_including_one_that_joins_later(lab, ns):
     assert len(lab.pods(ns, "app=agent")) == len(nodes) + 1
     assert lab.kubectl("logs", "-n", ns, after[joined]).strip() == f"on {joined}"
     status = wait_for(lambda: (s := lab.get("daemonset", "agent", ns)["status"])
-                      .get("numberReady") == len(nodes) + 1 and s, 30, "DaemonSet status")
+                      .get("numberReady") == len(nodes) + 1 and s, 60, "DaemonSet status")
     assert status["desiredNumberScheduled"] == status["currentNumberScheduled"] == len(nodes) + 1
 
 
@@ -263,7 +263,7 @@ def test_cronjob_fires_every_minute(lab, ns):
     # The Job's name carries its scheduled time in minutes since the epoch (upstream
     # getJobName), and the CronJob records that time as its last schedule.
     status = wait_for(lambda: (s := lab.get("cronjob", "tick", ns).get("status") or {})
-                      .get("lastSuccessfulTime") and s, 30, "the CronJob's status")
+                      .get("lastSuccessfulTime") and s, 60, "the CronJob's status")
     scheduled = datetime.fromisoformat(status["lastScheduleTime"].replace("Z", "+00:00"))
     assert name == f"tick-{int(scheduled.timestamp()) // 60}"
     pod = lab.pods(ns, f"job-name={name}")[0]

@@ -11,13 +11,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 from kybernetes.lab import hosts as labhosts
 from kybernetes.lab.lab import Lab
+from kybtest import kyb, wait_for
 
 NAME = "kyb-wl"
 SUBNET = "172.31.249.0/24"
@@ -34,25 +33,6 @@ def skip_reason() -> str | None:
             any(labhosts.netns_exists(f"{NAME}-{i}") for i in range(1, 4)):
         return f"a lab named {NAME} (or something on {SUBNET}) already exists here"
     return None
-
-
-def kyb(*args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess:
-    p = subprocess.run([sys.executable, "-m", "kybernetes", *args], capture_output=True,
-                       text=True, timeout=timeout)
-    if check:
-        assert p.returncode == 0, f"kyb {' '.join(args)}: {p.stdout}{p.stderr}"
-    return p
-
-
-def wait_for(fn, timeout: float, what: str, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 class Cluster:
@@ -106,7 +86,7 @@ class Cluster:
                                   "-o", "json"], stdout=f, stderr=subprocess.DEVNULL)
         try:
             # The watch starts with the current objects (ADDED): wait for them before acting.
-            wait_for(lambda: out.stat().st_size > 0, 30, f"a watch on {kind}")
+            wait_for(lambda: out.stat().st_size > 0, 60, f"a watch on {kind}")
             yield lambda: list(_json_stream(out.read_text()))
         finally:
             p.terminate()
