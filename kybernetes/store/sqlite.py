@@ -202,17 +202,24 @@ class SqliteStore:
         events: list[Event] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            # Single-key writes check everything before they write, so a failure leaves nothing
+            # to undo; other operations (txns, leases) may fail halfway and get a savepoint.
+            plain = (w.create, w.update, w.delete)
             for op in batch:
-                conn.execute("SAVEPOINT op")
+                guarded = op.fn not in plain
+                if guarded:
+                    conn.execute("SAVEPOINT op")
                 try:
                     result = op.fn(*op.args)
                 except Exception as e:  # this op fails alone; the rest of the batch goes on
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
+                    if guarded:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
                     w.abort_op()
                     outcomes.append((op.future, None, e))
                     continue
-                conn.execute("RELEASE op")
+                if guarded:
+                    conn.execute("RELEASE op")
                 events.extend(w.finish_op())
                 outcomes.append((op.future, result, None))
             w.save_meta()

@@ -199,6 +199,9 @@ class LogReader:
         return self._run(figures)
 
 
+_UNREAD = object()
+
+
 def row_event(r: Sequence) -> Event:
     prev = to_kv(r[7:]) if r[7] is not None else None
     if r[6]:  # tombstone
@@ -229,7 +232,8 @@ class LogWriter:
     """Applies write operations inside the writer thread's open transaction.
 
     Each public method is one client operation; it either completes or raises before writing
-    (the caller wraps it in a SAVEPOINT anyway). `finish_op` hands back its events.
+    (the caller wraps all but create, update and delete in a SAVEPOINT). `finish_op` hands back
+    its events.
     """
 
     def __init__(self, conn: sqlite3.Connection):
@@ -274,11 +278,12 @@ class LogWriter:
         row = self._row(key)
         return row[1] if row else None
 
-    def _put(self, key: str, value: bytes, lease: int) -> KeyValue:
+    def _put(self, key: str, value: bytes, lease: int, row=_UNREAD) -> KeyValue:
+        """`row`: what _row(key) gave, when the caller has read it already."""
         found = lease and self.conn.execute("SELECT 1 FROM leases WHERE id = ?", (lease,))
         if lease and not found.fetchone():
             raise LeaseNotFoundError(lease)
-        prev_id, prev = self._row(key) or (None, None)
+        prev_id, prev = (self._row(key) if row is _UNREAD else row) or (None, None)
         rev, id_ = self._next_id()
         create_rev, version = (prev.create_revision, prev.version + 1) if prev else (rev, 1)
         kb = key.encode()
@@ -309,19 +314,19 @@ class LogWriter:
 
     # --- operations ---
     def create(self, key: str, value: bytes, lease: int) -> KeyValue:
-        current = self.current(key)
-        if current is not None:
-            raise KeyExistsError(key, current)
-        return self._put(key, value, lease)
+        row = self._row(key)
+        if row is not None:
+            raise KeyExistsError(key, row[1])
+        return self._put(key, value, lease, row)
 
     def update(self, key: str, value: bytes, expected: int | None, lease: int) -> KeyValue:
+        row = self._row(key)
         if expected is not None:
-            current = self.current(key)
-            if current is None:
+            if row is None:
                 raise KeyNotFoundError(key)
-            if current.mod_revision != expected:
-                raise ConflictError(key, current)
-        return self._put(key, value, lease)
+            if row[1].mod_revision != expected:
+                raise ConflictError(key, row[1])
+        return self._put(key, value, lease, row)
 
     def delete(self, key: str, expected: int | None) -> KeyValue:
         current = self.current(key)
