@@ -4,7 +4,9 @@ A sync reads the runtime's state for the pod (by the CRI labels io.kubernetes.po
 an agent restart adopts what is running), decides the next actions like the kubelet's
 computePodActions (sandbox, init containers in order, containers with restart policy and
 CrashLoopBackOff), acts, and writes pods/status when it changed. A relist loop (the kubelet's
-PLEG) wakes a pod's worker when its containers change state.
+PLEG) wakes a pod's worker when its containers change state — not for what the worker did
+itself, nor does the informer's echo of its own status write wake it. New sandboxes are made a
+few at a time (START_CONCURRENCY): a burst then finishes in order instead of all at the end.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .cri.client import CRI, CRIError
 from .cri.client import messages as pb
 from .imagepull import Backoff, ImageError, ImageManager
 from .probes import ProbeManager
+from .timeline import Timelines
 from .volumes import VolumeError
 
 log = logging.getLogger("kyb.kubelet.pods")
@@ -31,8 +34,16 @@ CONFIGMAPS = resource("v1", "ConfigMap")
 SECRETS = resource("v1", "Secret")
 _STATE = {pb.CONTAINER_CREATED: st.CREATED, pb.CONTAINER_RUNNING: st.RUNNING,
           pb.CONTAINER_EXITED: st.EXITED, pb.CONTAINER_UNKNOWN: "unknown"}
+_PB_STATE = {v: k for k, v in _STATE.items()}
 RELIST_PERIOD = 1.0
 RESYNC = 10.0
+# configMap/secret/token files are refreshed at most this often (every periodic sync), not on
+# every wake-up: each refresh costs API reads.
+VOLUME_REFRESH = RESYNC / 2
+# Pods whose sandbox and containers are being created at once. Sandbox creation is CPU-bound in
+# containerd/runc/CNI: beyond a few at a time they only slow each other down, and a queue lets the
+# first pods of a burst finish early instead of all finishing late.
+START_CONCURRENCY = 4
 
 
 def crash_backoff(restart_count: int, start: float = 10, cap: float = 300) -> float:
@@ -55,7 +66,7 @@ class PodWorkers:
     def __init__(self, client: Client, cri: CRI, *, node_name: str, host_ip: str,
                  logs_root: str, cluster_dns: str | None = None,
                  allocatable: Callable[[], dict] | None = None,
-                 volumes=None, recorder=None):
+                 volumes=None, recorder=None, start_concurrency: int = START_CONCURRENCY):
         self.client, self.cri = client, cri
         self.node_name, self.host_ip, self.logs_root = node_name, host_ip, logs_root
         self.cluster_dns = cluster_dns
@@ -72,12 +83,22 @@ class PodWorkers:
         self._relist_task: asyncio.Task | None = None
         self.synced = False  # the pod informer has listed: unknown sandboxes are orphans
         self.start_failures = Backoff()
+        self.timelines = Timelines()
+        self._start_slots = asyncio.Semaphore(start_concurrency)
+        self._volumes_at: dict[str, float] = {}
+        self._own_rv: dict[str, str] = {}  # uid → resourceVersion of our last status write
 
     # ---- informer side ----
 
     def upsert(self, pod: dict) -> None:
         uid = pod["metadata"]["uid"]
+        old = self.pods.get(uid)
+        if old is None and uid not in self._written:
+            self.timelines.seen(uid)
         self.pods[uid] = pod
+        own = self._own_rv.get(uid)
+        if own is not None and pod is not old and pod["metadata"].get("resourceVersion") == own:
+            return  # the informer's echo of our own status write: nothing new to act on
         self._kick(uid)
 
     def remove(self, pod: dict) -> None:
@@ -135,10 +156,16 @@ class PodWorkers:
                 self._wake.pop(uid, None)
                 self._tasks.pop(uid, None)
                 self._written.pop(uid, None)
+                self._volumes_at.pop(uid, None)
+                self._own_rv.pop(uid, None)
+                self.timelines.forget(uid)
                 self.images.backoff.forget(uid)
                 return
+            # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancellation that comes as
+            # the event is set, and the worker then lives on for another sync (slow agent exit).
             try:
-                await asyncio.wait_for(ev.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await ev.wait()
             except TimeoutError:
                 pass
 
@@ -152,8 +179,10 @@ class PodWorkers:
     async def _runs(self, sandbox_id: str) -> dict[str, list[st.Instance]]:
         out = await self.cri.list_containers(filter=pb.ContainerFilter(pod_sandbox_id=sandbox_id))
         runs: dict[str, list[st.Instance]] = {}
-        for c in out.containers:
-            s = (await self.cri.container_status(container_id=c.id)).status
+        statuses = await asyncio.gather(*(self.cri.container_status(container_id=c.id)
+                                          for c in out.containers))
+        for c, resp in zip(out.containers, statuses):
+            s = resp.status
             runs.setdefault(c.metadata.name, []).append(st.Instance(
                 id=c.id, name=c.metadata.name, attempt=c.metadata.attempt,
                 state=_STATE.get(s.state, "unknown"), created_at=s.created_at,
@@ -172,8 +201,8 @@ class PodWorkers:
             if pod is not None:
                 await self._confirm_deletion(pod)
             return None
-        spec = pod.get("spec") or {}
         terminal = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        self.timelines.mark(uid, "sync")
         sandboxes = await self._sandboxes(uid)
         ready = next((s for s in sandboxes if s.state == pb.SANDBOX_READY), None)
         if terminal:
@@ -182,20 +211,37 @@ class PodWorkers:
             return RESYNC * 6
         obs = st.Observed(host_ip=self.host_ip)
         waits: list[float] = []
-        if self.volumes is not None:
+        last = self._volumes_at.get(uid)
+        if self.volumes is not None and (last is None or
+                                         time.monotonic() - last >= VOLUME_REFRESH):
             try:
                 await self.volumes.setup(pod)  # also refreshes configMap/secret/token files
+                self._volumes_at[uid] = time.monotonic()
             except VolumeError as e:
                 self._event(pod, "Warning", "FailedMount", str(e))
                 if ready is None:
                     await self._write(pod, obs)
                     return 2.0
+            self.timelines.mark(uid, "volumes")
+        if ready is not None:
+            return await self._sync_sandbox(pod, sandboxes, ready, obs, waits)
+        async with self._start_slots:
+            pod = self.pods.get(uid)
+            if pod is None or pod["metadata"].get("deletionTimestamp"):
+                return 0.0  # deleted while queued: the next sync cleans up
+            return await self._sync_sandbox(pod, sandboxes, None, obs, waits)
+
+    async def _sync_sandbox(self, pod: dict, sandboxes: list, ready, obs: st.Observed,
+                            waits: list[float]) -> float:
+        """Make the pod's sandbox and containers what its spec asks for; write its status."""
+        uid, spec = pod["metadata"]["uid"], pod.get("spec") or {}
         if ready is None:
             for old in sandboxes:  # a dead sandbox: its containers start over in a new one
                 await self._remove_sandbox(old.id)
             config = podspec.sandbox_config(pod, len(sandboxes), self.logs_root, self.cluster_dns)
             try:
                 sandbox_id = (await self.cri.run_pod_sandbox(config=config)).pod_sandbox_id
+                self.timelines.mark(uid, "sandbox")
             except CRIError as e:
                 log.warning("pod %s: sandbox: %s", _name(pod), e.details)
                 await self._write(pod, obs)
@@ -210,7 +256,7 @@ class PodWorkers:
         if spec.get("hostNetwork"):
             obs.pod_ip = self.host_ip
         pod = self._with_ips(pod, obs)
-        obs.runs = await self._runs(sandbox_id)
+        obs.runs = await self._runs(sandbox_id) if ready is not None else {}
         policy = spec.get("restartPolicy") or "Always"
         init_done = True
         for c in spec.get("initContainers") or ():
@@ -234,6 +280,12 @@ class PodWorkers:
                                                  (policy == "OnFailure" and cur.exit_code != 0)):
                     await self._restart(pod, c, "regular", cur, sandbox_id, config, obs, waits)
         obs.runs = await self._runs(sandbox_id)
+        # What the next relist will see of this pod, so it does not wake us for our own work.
+        self._signatures[uid] = tuple(sorted(
+            [(s.id, s.state) for s in sandboxes if ready is not None] +
+            [(sandbox_id, pb.SANDBOX_READY)] * (ready is None) +
+            [(r.id, _PB_STATE.get(r.state, pb.CONTAINER_UNKNOWN))
+             for runs in obs.runs.values() for r in runs]))
         running = {name: runs[0].id for name, runs in obs.runs.items()
                    if runs and runs[0].state == st.RUNNING}
         self.probes.sync(pod, running, obs.pod_ip)
@@ -265,6 +317,7 @@ class PodWorkers:
         uid = pod["metadata"]["uid"]
         try:
             image_ref = await self.images.ensure(uid, c, config)
+            self.timelines.mark(uid, "image")
         except ImageError as e:
             obs.waiting[c["name"]] = (e.reason, e.message)
             # Right after a failed pull, look again soon so ImagePullBackOff shows (as upstream).
@@ -284,12 +337,14 @@ class PodWorkers:
         try:
             cid = (await self.cri.create_container(pod_sandbox_id=sandbox_id, config=cfg,
                                                    sandbox_config=config)).container_id
+            self.timelines.mark(uid, "created")
         except CRIError as e:
             obs.waiting[c["name"]] = ("CreateContainerError", e.details)
             waits.append(2.0)
             return
         try:
             await self.cri.start_container(container_id=cid)
+            self.timelines.mark(uid, "started")
         except CRIError as e:
             obs.waiting[c["name"]] = ("RunContainerError", e.details)
             waits.append(2.0)
@@ -362,7 +417,11 @@ class PodWorkers:
                                           subresource="status")
             if out["metadata"].get("uid") == uid and uid in self.pods:
                 self.pods[uid] = out
+                self._own_rv[uid] = out["metadata"].get("resourceVersion")
             self._written[uid] = compare
+            if status["phase"] != "Pending":
+                self.timelines.mark(uid, "patched")
+                self.timelines.done(uid, _name(pod))
         except ApiError as e:
             log.info("pod %s status: %s", _name(pod), e)
 
@@ -416,9 +475,13 @@ class PodWorkers:
     async def kill_all(self) -> None:
         """Remove every pod of this agent from the runtime (used when tearing a node down)."""
         out = await self.cri.list_pod_sandbox()
-        for sb in out.items:
-            await self._stop_sandbox(sb.id, 2)
-            await self._remove_sandbox(sb.id)
+
+        async def one(sandbox_id: str) -> None:
+            await self._stop_sandbox(sandbox_id, 2)
+            await self._remove_sandbox(sandbox_id)
+
+        # All at once: each may wait out its grace period (one after another, N × 2 s).
+        await asyncio.gather(*(one(sb.id) for sb in out.items))
 
     # ---- PLEG ----
 
