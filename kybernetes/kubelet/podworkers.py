@@ -37,6 +37,7 @@ _STATE = {pb.CONTAINER_CREATED: st.CREATED, pb.CONTAINER_RUNNING: st.RUNNING,
 _PB_STATE = {v: k for k, v in _STATE.items()}
 RELIST_PERIOD = 1.0
 RESYNC = 10.0
+TERMINAL = ("Succeeded", "Failed")
 # configMap/secret/token files are refreshed at most this often (every periodic sync), not on
 # every wake-up: each refresh costs API reads.
 VOLUME_REFRESH = RESYNC / 2
@@ -193,6 +194,13 @@ class PodWorkers:
         return runs
 
     # ---- sync ----
+
+    def resend_status(self, uid: str) -> None:
+        """Write the pod's status again at its next sync even if unchanged (a recreated mirror
+        pod starts without one)."""
+        self._written.pop(uid, None)
+        if uid in self.pods:
+            self._kick(uid)
 
     async def sync(self, uid: str) -> float | None:
         pod = self.pods.get(uid)
@@ -410,6 +418,13 @@ class PodWorkers:
         status = st.pod_status(pod, obs, now_time(), podspec.qos_class(pod))
         compare = _without_times(status)
         if self._written.get(uid) == compare:
+            return
+        latest = self.pods.get(uid) or pod
+        if (latest.get("status") or {}).get("phase") in TERMINAL and status["phase"] not in TERMINAL:
+            # As upstream's status manager: a pod that ended (e.g. evicted while this sync
+            # ran) never goes back to Pending or Running.
+            log.info("pod %s: not moving status from %s to %s", _name(pod),
+                     latest["status"]["phase"], status["phase"])
             return
         m = pod["metadata"]
         try:

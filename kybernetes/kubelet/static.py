@@ -291,10 +291,7 @@ class StaticPods:
         uid = static["metadata"]["uid"]
         if uid not in self.workers.pods or uid in self.terminating:
             return
-        written = getattr(self.workers, "_written", None)
-        if isinstance(written, dict):
-            written.pop(uid, None)
-        self.workers.upsert(self.workers.pods[uid])
+        self.workers.resend_status(uid)
 
     # ---- loop ----
 
@@ -318,7 +315,8 @@ class StaticPods:
             except Exception as e:
                 log.warning("static pods: %s", e)
             try:
-                await asyncio.wait_for(self._wake.wait(), self.period)
+                async with asyncio.timeout(self.period):  # wait_for can lose a cancel (3.11)
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 
