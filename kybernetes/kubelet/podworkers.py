@@ -479,13 +479,7 @@ class PodWorkers:
             log.info("removing sandbox %s: %s", sandbox_id[:12], e.details)
 
     async def _confirm_deletion(self, pod: dict) -> None:
-        m = pod["metadata"]
-        try:
-            await self.client.delete(PODS, m["name"], m["namespace"], grace_seconds=0,
-                                     preconditions={"uid": m["uid"]})
-        except ApiError as e:
-            if e.code not in (404, 409):
-                raise
+        await force_delete(self.client, pod)
 
     async def kill_all(self) -> None:
         """Remove every pod of this agent from the runtime (used when tearing a node down)."""
@@ -540,3 +534,14 @@ def _without_times(status: dict) -> dict:
     s["conditions"] = [{k: v for k, v in c.items() if not k.endswith("Time")}
                        for c in status.get("conditions") or ()]
     return s
+
+
+async def force_delete(client: Client, pod: dict) -> None:
+    """Delete this very pod (its UID) at once; gone already or replaced is fine."""
+    m = pod["metadata"]
+    try:
+        await client.delete(PODS, m["name"], m["namespace"], grace_seconds=0,
+                            preconditions={"uid": m["uid"]})
+    except ApiError as e:
+        if e.code not in (404, 409):
+            raise

@@ -31,6 +31,7 @@ from kybernetes.api.validation import validate
 from kybernetes.client import resource
 
 from . import podspec
+from .podworkers import force_delete
 from .cri.client import messages as pb
 
 log = logging.getLogger("kyb.kubelet.static")
@@ -254,12 +255,7 @@ class StaticPods:
     async def _delete_mirror(self, mirror: dict) -> None:
         m = mirror["metadata"]
         log.info("deleting mirror pod %s/%s", m["namespace"], m["name"])
-        try:
-            await self.client.delete(PODS, m["name"], m["namespace"], grace_seconds=0,
-                                     preconditions={"uid": m["uid"]})
-        except ApiError as e:
-            if e.code not in (404, 409):
-                raise
+        await force_delete(self.client, mirror)
         if self.mirrors.get(_key(mirror)) is mirror:
             del self.mirrors[_key(mirror)]
 
