@@ -233,6 +233,10 @@ class PodWorkers:
             self.timelines.mark(uid, "volumes")
         if ready is not None:
             return await self._sync_sandbox(pod, sandboxes, ready, obs, waits)
+        if self._start_slots.locked():
+            # It has to wait for a start slot: say so meanwhile (containers ContainerCreating,
+            # as upstream's kubelet reports a pod it is starting), not leave it bare Pending.
+            await self._write(pod, obs)
         async with self._start_slots:
             pod = self.pods.get(uid)
             if pod is None or pod["metadata"].get("deletionTimestamp"):

@@ -1,6 +1,7 @@
 """Pod workers starting many pods at once, against an in-memory CRI: a bounded number of
-sandboxes in the making, one status write per pod (when it runs), and the informer's echo of
-that write not waking the pod's worker again."""
+sandboxes in the making, one status write per pod when it runs (plus a ContainerCreating one for
+a pod that waits for a start slot), and the informer's echo of a write not waking the pod's
+worker again."""
 
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ def _pod(name: str) -> dict:
             "status": {"phase": "Pending"}}
 
 
-async def test_a_burst_is_started_a_few_at_a_time_with_one_status_write_each(tmp_path):
+async def test_a_burst_is_started_a_few_at_a_time_and_the_waiting_ones_show_container_creating(tmp_path):
     cri, api = MemoryCRI(), StatusSink()
     workers = PodWorkers(api, cri, node_name="n1", host_ip="192.0.2.1",
                          logs_root=str(tmp_path), start_concurrency=3)
@@ -103,7 +104,16 @@ async def test_a_burst_is_started_a_few_at_a_time_with_one_status_write_each(tmp
         running = [n for n, s in api.patches if s["phase"] == "Running"]
         assert sorted(running) == sorted(names)
         assert 1 < cri.most_making <= 3
-        assert len(api.patches) == len(names)  # nothing written before Running, nor twice
+        # A pod that got a start slot at once is written once, Running; one that had to wait is
+        # first written Pending with its containers ContainerCreating (as upstream shows it).
+        waited = [n for n, s in api.patches if s["phase"] == "Pending"]
+        assert waited and len(waited) == len(set(waited)) <= len(names) - 3
+        for n in waited:
+            first = next(s for m, s in api.patches if m == n)
+            assert first["phase"] == "Pending"
+            assert [c["state"] for c in first["containerStatuses"]] == \
+                [{"waiting": {"reason": "ContainerCreating"}}]
+        assert len(api.patches) == len(names) + len(waited)
 
         # The informer brings our own write back (a new copy, same resourceVersion): no wake-up.
         for n in names:
