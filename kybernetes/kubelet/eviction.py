@@ -29,6 +29,8 @@ from kybernetes.client import resource
 
 from . import podspec, static
 from .cri.client import messages as pb
+from .podworkers import pod_sandboxes
+from .status import rfc3339
 
 log = logging.getLogger("kyb.kubelet.eviction")
 
@@ -398,9 +400,7 @@ class EvictionManager:
         await self._stop_containers(m["uid"])
 
     async def _sandboxes(self, uid: str) -> list:
-        out = await self.cri.list_pod_sandbox(filter=pb.PodSandboxFilter(
-            label_selector={podspec.POD_UID: uid}))
-        return list(out.items)
+        return await pod_sandboxes(self.cri, uid)
 
     async def _stop_containers(self, uid: str) -> None:
         for sb in await self._sandboxes(uid):
@@ -446,8 +446,8 @@ class EvictionManager:
                         ended[c.metadata.name] = {"_at": s.finished_at, "exitCode": s.exit_code,
                                                   "reason": s.reason or "Error",
                                                   "containerID": f"containerd://{c.id}",
-                                                  "startedAt": _rfc3339(s.started_at),
-                                                  "finishedAt": _rfc3339(s.finished_at)}
+                                                  "startedAt": rfc3339(s.started_at),
+                                                  "finishedAt": rfc3339(s.finished_at)}
         except Exception as e:
             log.info("eviction: container states of %s: %s", m["name"], e)
             return
@@ -517,9 +517,3 @@ class EvictionManager:
         if self.recorder is not None:  # upstream's node reference carries the name as its UID
             self.recorder.event({"kind": "Node", "apiVersion": "v1", "metadata": {
                 "name": self.node_name, "uid": self.node_name}}, type_, reason, message)
-
-
-def _rfc3339(ns: int) -> str | None:
-    if not ns:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))

@@ -173,9 +173,7 @@ class PodWorkers:
     # ---- runtime views ----
 
     async def _sandboxes(self, uid: str) -> list:
-        out = await self.cri.list_pod_sandbox(filter=pb.PodSandboxFilter(
-            label_selector={podspec.POD_UID: uid}))
-        return sorted(out.items, key=lambda s: s.created_at, reverse=True)
+        return await pod_sandboxes(self.cri, uid)
 
     async def _runs(self, sandbox_id: str) -> dict[str, list[st.Instance]]:
         out = await self.cri.list_containers(filter=pb.ContainerFilter(pod_sandbox_id=sandbox_id))
@@ -549,3 +547,10 @@ async def force_delete(client: Client, pod: dict) -> None:
     except ApiError as e:
         if e.code not in (404, 409):
             raise
+
+
+async def pod_sandboxes(cri: CRI, uid: str) -> list:
+    """The runtime's sandboxes of one pod, newest first."""
+    out = await cri.list_pod_sandbox(filter=pb.PodSandboxFilter(
+        label_selector={podspec.POD_UID: uid}))
+    return sorted(out.items, key=lambda s: s.created_at, reverse=True)

@@ -30,9 +30,7 @@ from kybernetes.api.errors import ApiError
 from kybernetes.api.validation import validate
 from kybernetes.client import resource
 
-from . import podspec
-from .podworkers import force_delete
-from .cri.client import messages as pb
+from .podworkers import force_delete, pod_sandboxes
 
 log = logging.getLogger("kyb.kubelet.static")
 
@@ -199,8 +197,7 @@ class StaticPods:
         """Old versions whose sandboxes are gone leave the workers; their successors start."""
         for uid, pod in list(self.terminating.items()):
             try:
-                left = (await self.cri.list_pod_sandbox(filter=pb.PodSandboxFilter(
-                    label_selector={podspec.POD_UID: uid}))).items
+                left = await pod_sandboxes(self.cri, uid)
             except Exception as e:
                 log.info("static pod %s: %s", uid[:8], e)
                 continue
