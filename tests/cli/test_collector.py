@@ -9,49 +9,57 @@ import textwrap
 
 from kybernetes.cli.collector import YOUNG
 
+_PRELUDE = """
+import gc, time, weakref
+from kybernetes.cli import collector
+collector.install()
 
-def _run(code: str) -> str:
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                         text=True, timeout=120)
+class Node:
+    pass
+
+def cycle():
+    a, b = Node(), Node()
+    a.other, b.other = b, a          # reference counting alone cannot free these
+    return weakref.ref(a)
+"""
+
+
+def _run(code: str) -> list[str]:
+    out = subprocess.run([sys.executable, "-c", _PRELUDE + textwrap.dedent(code)],
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    return out.stdout
+    return out.stdout.split()
 
 
-def test_survivors_of_a_full_collection_are_frozen_and_young_threshold_raised():
+def test_installing_twice_is_the_same_as_once_and_raises_the_young_threshold():
     out = _run("""
-        import gc
-        from kybernetes.cli import collector
         collector.install()
-        collector.install()          # twice is the same as once
-        keep = [[{"a": [1]}] for _ in range(50_000)]
-        gc.collect()
-        print(gc.get_threshold()[0], gc.callbacks.count(collector._after_collection),
-              gc.get_freeze_count() > 100_000)
+        print(gc.get_threshold()[0], gc.callbacks.count(collector._after_or_before))
     """)
-    assert out.split() == [str(YOUNG), "1", "True"]
+    assert out == [str(YOUNG), "1"]
 
 
-def test_cyclic_garbage_among_frozen_objects_is_freed_once_the_heap_has_doubled():
+def test_young_collections_leave_cycles_and_an_explicit_collect_frees_them():
     out = _run("""
-        import gc, weakref
-        from kybernetes.cli import collector
-        collector.install()
-
-        class Node:
-            pass
-
-        keep = [[{"a": [1]}] for _ in range(50_000)]
-        gc.collect()                             # everything alive is frozen
-        a, b = Node(), Node()
-        a.other, b.other = b, a                  # a cycle: reference counting cannot free it
-        gone = weakref.ref(a)
-        gc.collect()                             # still referenced: frozen too
-        del a, b
+        gone = cycle()
+        keep = [[{"n": [i]}] for i in range(5 * collector.YOUNG)]   # many young collections
+        print(gone() is not None, gc.get_freeze_count() >= len(keep))
         gc.collect()
-        print("frozen-garbage-kept", gone() is not None)
-        more = [[{"a": [1]}] for _ in range(150_000)]   # the heap more than doubles
-        for _ in range(3):
-            gc.collect()
-        print("freed", gone() is None)
+        print(gone() is None)
     """)
-    assert out.split() == ["frozen-garbage-kept", "True", "freed", "True"]
+    assert out == ["True", "True", "True"]
+
+
+def test_a_full_collection_runs_by_itself_once_the_frozen_set_has_doubled():
+    out = _run("""
+        gc.collect()
+        base = collector._base
+        gone = cycle()
+        more = [[{"n": [i]}] for i in range(base)]     # three tracked objects each
+        print(collector.full_collection_due())
+        deadline = time.monotonic() + 60
+        while (gone() is not None or collector._base == base) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        print(gone() is None, collector._base > base, collector.full_collection_due())
+    """)
+    assert out == ["True", "True", "True", "False"]
