@@ -284,7 +284,9 @@ async def _pods_phase(client: Client, kind: str, n_pods: int, in_flight: int,
 
     async def watch():
         seen: set[str] = set()
-        async for ev in client.watch(PODS, ns, resource_version=rv, timeout_seconds=3600):
+        # Only bound pods (the server filters): the load generator decodes one event per pod.
+        async for ev in client.watch(PODS, ns, resource_version=rv, timeout_seconds=3600,
+                                     field_selector="spec.nodeName!="):
             obj = ev["object"]
             name = obj["metadata"]["name"]
             if obj.get("spec", {}).get("nodeName") and name not in seen:
