@@ -7,8 +7,6 @@ without the bodies. Writes work as with `Client`; their answers are metadata onl
 
 from __future__ import annotations
 
-import aiohttp
-
 from .rest import Client
 
 METADATA_ACCEPT = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,"
@@ -17,14 +15,10 @@ METADATA_ACCEPT = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;
 
 
 class MetadataClient(Client):
+    # Sent on every request, plain ones and watches alike.
+    accept = METADATA_ACCEPT
+
     @classmethod
     def like(cls, client: Client) -> "MetadataClient":
-        """A metadata client with the connection settings of `client` (its own session)."""
+        """A metadata client with the connection settings of `client` (its own connections)."""
         return cls(client.config, timeout=client.timeout)
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        s = Client.session.fget(self)
-        if s.headers.get("Accept") != METADATA_ACCEPT:
-            s.headers["Accept"] = METADATA_ACCEPT
-        return s

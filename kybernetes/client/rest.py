@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import AsyncIterator, Literal
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
@@ -14,6 +16,7 @@ from kybernetes.api.errors import ApiError
 from kybernetes.api.registry import BUILTIN, Registry, Resource
 
 from .config import ClientConfig, load_kubeconfig
+from .http1 import ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -42,29 +45,58 @@ def object_key(obj: dict) -> str:
     return f"{ns}/{meta['name']}" if ns else meta["name"]
 
 
+# Characters a path may carry as they are; anything else is percent-encoded (a '%' is taken as
+# the start of an escape the caller made, as aiohttp did).
+_PATH_UNSAFE = re.compile(r"[^A-Za-z0-9/\-._~!$&'()*+,;=:@%?]")
+
+
 class Client:
+    accept = "application/json"
+
     def __init__(self, config: ClientConfig, *, timeout: float = 30):
         self.config = config
         self.registry = Registry(BUILTIN)
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        self._pool: ConnectionPool | None = None
+        self._ssl = None
+        # The header lines every plain request carries, formatted once.
+        self._headers = f"User-Agent: {config.user_agent}\r\nAccept: {self.accept}\r\n"
+        if config.token:
+            self._headers += f"Authorization: Bearer {config.token}\r\n"
 
     @classmethod
     def from_kubeconfig(cls, path=None, user_agent: str = "kyb", **kw) -> "Client":
         return cls(load_kubeconfig(path, user_agent=user_agent), **kw)
 
+    def _ssl_context(self):
+        if self._ssl is None:  # built once: it writes the client key to a file to load it
+            self._ssl = self.config.ssl_context()
+        return self._ssl
+
     @property
     def session(self) -> aiohttp.ClientSession:
+        """aiohttp's session, for watches and other streams."""
         if self._session is None or self._session.closed:
-            headers = {"User-Agent": self.config.user_agent, "Accept": "application/json"}
+            headers = {"User-Agent": self.config.user_agent, "Accept": self.accept}
             if self.config.token:
                 headers["Authorization"] = f"Bearer {self.config.token}"
-            conn = aiohttp.TCPConnector(ssl=self.config.ssl_context(), limit=100)
+            conn = aiohttp.TCPConnector(ssl=self._ssl_context(), limit=100)
             self._session = aiohttp.ClientSession(self.config.server, connector=conn,
                                                   headers=headers, json_serialize=None)
         return self._session
 
+    @property
+    def pool(self) -> ConnectionPool:
+        """Keep-alive connections for plain requests (see http1.py for why not the session)."""
+        if self._pool is None:
+            self._pool = ConnectionPool(self.config.server, self._ssl_context(), limit=100)
+        return self._pool
+
     async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
         if self._session is not None:
             await self._session.close()
 
@@ -95,22 +127,19 @@ class Client:
                       body=None, content_type: str = "application/json",
                       timeout: float | None = None) -> dict:
         data = None
-        headers = {}
+        headers = self._headers
         if body is not None:
             data = body if isinstance(body, bytes) else orjson.dumps(body)
-            headers["Content-Type"] = content_type
-        params = {k: str(v).lower() if isinstance(v, bool) else str(v)
-                  for k, v in (params or {}).items() if v is not None}
+            headers += f"Content-Type: {content_type}\r\n"
+        target = _target(path, params)
         try:
-            async with self.session.request(
-                    method, path, params=params, data=data, headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise _error(resp.status, raw)
-                return orjson.loads(raw) if raw else {}
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-            raise errors.unavailable(f"{method} {path}: {e or type(e).__name__}") from None
+            status, raw = await self.pool.request(method, target, headers, data,
+                                                  timeout or self.timeout)
+        except (asyncio.TimeoutError, OSError) as e:
+            raise errors.unavailable(f"{method} {path}: {str(e) or type(e).__name__}") from None
+        if status >= 400:
+            raise _error(status, raw)
+        return orjson.loads(raw) if raw else {}
 
     # ---- verbs ----
 
@@ -217,6 +246,21 @@ async def _events(content: aiohttp.StreamReader) -> AsyncIterator[dict]:
                 yield orjson.loads(line)
     if pending.strip():
         yield orjson.loads(bytes(pending))
+
+
+def _target(path: str, params: dict | None) -> str:
+    """The request target: the path percent-encoded where needed, then the query (bools as
+    true/false, None left out, every reserved character of a value encoded: selectors carry
+    '=', '!', ',' and spaces)."""
+    if _PATH_UNSAFE.search(path):
+        path = quote(path, safe="/-._~!$&'()*+,;=:@%?")
+    if not params:
+        return path
+    query = urlencode([(k, str(v).lower() if isinstance(v, bool) else str(v))
+                       for k, v in params.items() if v is not None], quote_via=quote)
+    if not query:
+        return path
+    return f"{path}&{query}" if "?" in path else f"{path}?{query}"
 
 
 def _typed(r: Resource, obj: dict) -> dict:
