@@ -232,6 +232,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def _profile(pid: int, out: Path, seconds: int) -> subprocess.Popen | None:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
@@ -361,6 +368,8 @@ async def end_to_end(n_nodes: int, n_pods: int, kind: str, workdir: Path, in_fli
         res["cpu_ms_per_pod"] = {n: 1000 * (_cpu_seconds(p.pid) - cpu0[n]) / n_pods
                                  for n, p in (("apiserver", api), ("scheduler", sched))}
         res["cpu_ms_per_pod"]["load generator"] = 1000 * (time.process_time() - own0) / n_pods
+        res["peak_rss_mib"] = {n: _peak_rss_mib(p.pid) for n, p in (("apiserver", api),
+                                                                    ("scheduler", sched))}
         res["nodes_per_s"] = n_nodes / node_s
         await client.close()
     finally:
@@ -416,6 +425,9 @@ def main() -> None:
               f"{cpu['scheduler']:.2f} ms (one core each would allow "
               f"{1000 / max(cpu['apiserver'], 1e-9):.0f} and {1000 / max(cpu['scheduler'], 1e-9):.0f} "
               f"pods/s); this load generator {cpu['load generator']:.2f} ms", flush=True)
+        rss = r["peak_rss_mib"]
+        print(f"  peak RSS: apiserver {rss['apiserver']:.0f} MiB, scheduler {rss['scheduler']:.0f} MiB",
+              flush=True)
         if kind == "basic":
             print(f"  SchedulingBasic: {r['pods_per_s']:.0f} pods/s here | anchor: kube-scheduler CI "
                   f"floor {ANCHOR} pods/s (bigger machine) | goal {GOAL} pods/s", flush=True)
