@@ -36,8 +36,16 @@ MAX_PENDING = 1000               # upstream maxQueuedEvents: beyond this, events
 _COMBINED = "(combined from similar events): "
 
 
+_stamp: tuple[int, str] = (-1, "")
+
+
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 to the second, formatted once per second (every event asks for it)."""
+    global _stamp
+    sec = int(time.time())
+    if sec != _stamp[0]:
+        _stamp = (sec, dt.datetime.fromtimestamp(sec, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _stamp[1]
 
 
 class _LRU(OrderedDict):
@@ -46,14 +54,17 @@ class _LRU(OrderedDict):
         self.size = size
 
     def get(self, key, default=None):
-        if key in self:
+        try:
             self.move_to_end(key)
-            return self[key]
-        return default
+        except KeyError:
+            return default
+        return self[key]
 
     def put(self, key, value) -> None:
+        """Store and mark most recent (an existing key was moved to the end by get())."""
+        if key in self:
+            self.move_to_end(key)
         self[key] = value
-        self.move_to_end(key)
         if len(self) > self.size:
             self.popitem(last=False)
 
@@ -89,8 +100,8 @@ class EventRecorder:
         seen = self._observed.get(key)
         if seen is None:
             seen = [f"{meta['name']}.{time.time_ns():x}", 0, now]
+            self._observed.put(key, seen)     # (get() already refreshed a known one)
         seen[1] += 1
-        self._observed.put(key, seen)
         if not self._allow(source):
             return  # spam: dropped, though counted in the next write about it
         if len(self._pending) >= MAX_PENDING:
@@ -129,7 +140,7 @@ class EventRecorder:
         bucket = self._spam.get(source)
         if bucket is None:
             bucket = TokenBucket(SPAM_QPS, SPAM_BURST, clock=self.clock)
-        self._spam.put(source, bucket)
+            self._spam.put(source, bucket)
         return bucket.try_accept()
 
     def _done(self, name: str, task: asyncio.Task) -> None:

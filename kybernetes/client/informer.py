@@ -149,12 +149,21 @@ class Informer:
         old = self.cache.get(key)
         if old is not None and old["metadata"].get("resourceVersion") == obj["metadata"].get("resourceVersion"):
             return
-        if old is not None:
-            self._unindex(key, old)
         self.cache[key] = obj
         for name, fn in self.indexers.items():
-            for v in fn(obj):
-                self._indices[name].setdefault(v, set()).add(key)
+            values = fn(obj)
+            if old is not None:
+                before = fn(old)
+                if before == values:
+                    continue        # the usual update: same namespace, same index entries
+                self._unindex_values(name, key, before)
+            idx = self._indices[name]
+            for v in values:
+                keys = idx.get(v)
+                if keys is None:
+                    idx[v] = {key}
+                else:
+                    keys.add(key)
         for on_add, on_update, _ in self._handlers:
             try:
                 if old is None:
@@ -177,12 +186,16 @@ class Informer:
 
     def _unindex(self, key: str, obj: dict) -> None:
         for name, fn in self.indexers.items():
-            for v in fn(obj):
-                keys = self._indices[name].get(v)
-                if keys:
-                    keys.discard(key)
-                    if not keys:
-                        del self._indices[name][v]
+            self._unindex_values(name, key, fn(obj))
+
+    def _unindex_values(self, name: str, key: str, values: list[str]) -> None:
+        idx = self._indices[name]
+        for v in values:
+            keys = idx.get(v)
+            if keys:
+                keys.discard(key)
+                if not keys:
+                    del idx[v]
 
 
 class InformerFactory:

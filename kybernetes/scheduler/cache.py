@@ -11,6 +11,7 @@ import itertools
 import logging
 import weakref
 
+from .podgroups import PodGroups
 from .podinfo import PodInfo, resource_list
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,8 @@ class NodeInfo:
     __slots__ = ("node", "name", "labels", "allocatable", "alloc_cpu", "alloc_memory",
                  "alloc_pods", "taints", "unschedulable", "images", "requested", "req_cpu",
                  "req_memory", "nonzero_cpu", "nonzero_memory", "pods", "ports",
-                 "affinity_pods", "anti_affinity_pods", "generation", "sig_id", "_static", "counts")
+                 "affinity_pods", "anti_affinity_pods", "generation", "sig_id", "_static", "counts",
+                 "_sids", "_at")
 
     def __init__(self, node: dict | None = None, name: str = ""):
         self.name = name
@@ -41,6 +43,8 @@ class NodeInfo:
         self.counts: dict | None = None  # plugins' per-node memo, dropped when pods change
         self.sig_id: int | None = None   # equal ids = equal state for node_state_only plugins
         self._static: tuple = ()
+        self._sids: list[int] | None = None   # the cache's sig ids, where this node is at _at
+        self._at = -1
         if node is not None:
             self.set_node(node)
 
@@ -67,6 +71,7 @@ class NodeInfo:
         self.generation += 1
         self.sig_id = None
         self.counts = None
+        self.sig()
 
     def add_pod(self, pi: PodInfo) -> None:
         self.pods[pi.key] = pi
@@ -86,6 +91,7 @@ class NodeInfo:
         self.generation += 1
         self.sig_id = None
         self.counts = None
+        self.sig()
 
     def remove_pod(self, key: str) -> PodInfo | None:
         pi = self.pods.pop(key, None)
@@ -109,6 +115,7 @@ class NodeInfo:
         self.generation += 1
         self.sig_id = None
         self.counts = None
+        self.sig()
         return pi
 
     def sig(self) -> int:
@@ -122,9 +129,13 @@ class NodeInfo:
             sid = _SIGNATURES.get(key)
             if sid is None:
                 if len(_SIGNATURES) >= _MAX_SIGNATURES:
-                    _reset_signatures()
-                sid = _SIGNATURES[key] = next(_SIG_IDS)
+                    _reset_signatures()     # re-interns every node, maybe this state too
+                    sid = _SIGNATURES.get(key)
+                if sid is None:
+                    sid = _SIGNATURES[key] = next(_SIG_IDS)
             self.sig_id = sid
+            if self._sids is not None:
+                self._sids[self._at] = sid
         return self.sig_id
 
     def clone(self) -> "NodeInfo":
@@ -137,6 +148,7 @@ class NodeInfo:
         c.ports = dict(self.ports)
         c.affinity_pods = dict(self.affinity_pods)
         c.anti_affinity_pods = dict(self.anti_affinity_pods)
+        c._sids = None
         return c
 
 
@@ -153,21 +165,41 @@ def _reset_signatures() -> None:
     for cache in list(_LIVE):
         for ni in cache.nodes.values():
             ni.sig_id = None
+        for ni in cache.nodes.values():
+            ni.sig()
 
 
 class Cache:
     def __init__(self) -> None:
         self.nodes: dict[str, NodeInfo] = {}
         self.node_list: list[NodeInfo] = []      # nodes that exist (order is stable)
+        self.sids: list[int] = []                # node_list's sig ids, kept current by NodeInfo
+        self._columns: dict[str, list] = {}      # label key → node_list's values (None: absent)
         self.pod_nodes: dict[str, str] = {}      # pod key → node it counts against
         self.assumed: set[str] = set()
         self.image_nodes: dict[str, int] = {}    # image name → number of nodes having it
         self.affinity_pods = 0                   # pods with any (anti-)affinity term
+        self.scoring_affinity_pods = 0           # ... with a term InterPodAffinity scores by
         self.anti_affinity_nodes: dict[str, int] = {}   # node → pods with required anti-affinity
+        self.groups = PodGroups(self.nodes)      # pods by labels and anti-affinity term
         _LIVE.add(self)
 
+    def column(self, key: str) -> list:
+        """Every listed node's value of label `key` (None where absent), in node_list order.
+        Read only; rebuilt after nodes come, go or change labels."""
+        col = self._columns.get(key)
+        if col is None:
+            col = self._columns[key] = [ni.labels.get(key) for ni in self.node_list]
+        return col
+
     def _rebuild_list(self) -> None:
+        self._columns.clear()
+        for ni in self.node_list:
+            ni._sids = None
         self.node_list = [ni for ni in self.nodes.values() if ni.node is not None]
+        self.sids = [ni.sig() for ni in self.node_list]
+        for i, ni in enumerate(self.node_list):
+            ni._sids, ni._at = self.sids, i
 
     def _count_images(self, ni: NodeInfo, sign: int) -> None:
         for n in ni.images:
@@ -186,14 +218,22 @@ class Cache:
             ni = self.nodes[name] = NodeInfo(node)
         else:
             existed = ni.node is not None
+            labels = ni.labels
             if existed:
                 self._count_images(ni, -1)
             ni.set_node(node)
             if existed:
                 self._count_images(ni, 1)
+                if ni.labels != labels:
+                    self.groups.node_changed(ni)
+                    self._columns.clear()
                 return ni
+        self.groups.node_changed(ni)
+        self._columns.clear()
         self._count_images(ni, 1)
         self.node_list.append(ni)     # appending keeps adds O(1); removals rebuild
+        ni._sids, ni._at = self.sids, len(self.sids)
+        self.sids.append(ni.sig())
         return ni
 
     update_node = add_node
@@ -207,6 +247,7 @@ class Cache:
             ni.node = None          # pods still reference it until they are deleted
         else:
             del self.nodes[name]
+        self.groups.node_changed(ni)
         self._rebuild_list()
 
     # ---- pods ----
@@ -217,9 +258,13 @@ class Cache:
             ni = self.nodes[name] = NodeInfo(name=name)
         return ni
 
-    def _account(self, pi: PodInfo, node_name: str, sign: int) -> None:
+    def _account(self, pi: PodInfo, ni: NodeInfo, sign: int) -> None:
+        self.groups.add_pod(pi, ni, sign)
+        node_name = ni.name
         if pi.affinity or pi.anti_affinity or pi.pref_affinity or pi.pref_anti_affinity:
             self.affinity_pods += sign
+            if pi.affinity or pi.pref_affinity or pi.pref_anti_affinity:
+                self.scoring_affinity_pods += sign
         if pi.anti_affinity:
             n = self.anti_affinity_nodes.get(node_name, 0) + sign
             if n > 0:
@@ -228,8 +273,9 @@ class Cache:
                 self.anti_affinity_nodes.pop(node_name, None)
 
     def assume(self, pi: PodInfo, node_name: str) -> None:
-        self._node_for(node_name).add_pod(pi)
-        self._account(pi, node_name, 1)
+        ni = self._node_for(node_name)
+        ni.add_pod(pi)
+        self._account(pi, ni, 1)
         self.pod_nodes[pi.key] = node_name
         self.assumed.add(pi.key)
 
@@ -243,11 +289,38 @@ class Cache:
 
     def add_pod(self, pi: PodInfo) -> None:
         """An assigned pod seen by the informer (new, changed, or confirming an assumed one)."""
+        if pi.key in self.assumed and self._confirm(pi):
+            return
         self.assumed.discard(pi.key)
         self._remove(pi.key)
-        self._node_for(pi.node_name).add_pod(pi)
-        self._account(pi, pi.node_name, 1)
+        ni = self._node_for(pi.node_name)
+        ni.add_pod(pi)
+        self._account(pi, ni, 1)
         self.pod_nodes[pi.key] = pi.node_name
+
+    def _confirm(self, pi: PodInfo) -> bool:
+        """The bound pod confirms its assumed copy (PodInfo.with_pod of it, on the same node):
+        swap the object in place; nothing any aggregate counts has changed."""
+        name = self.pod_nodes.get(pi.key)
+        if name != pi.node_name:
+            return False
+        ni = self.nodes[name]
+        old = ni.pods.get(pi.key)
+        if (old is None or old.requests is not pi.requests or old.ports is not pi.ports
+                or old.label_key is not pi.label_key or old.terminating != pi.terminating
+                or old.affinity is not pi.affinity or old.anti_affinity is not pi.anti_affinity
+                or old.pref_affinity is not pi.pref_affinity
+                or old.pref_anti_affinity is not pi.pref_anti_affinity
+                or old.priority != pi.priority):
+            return False
+        key = pi.key
+        ni.pods[key] = pi
+        if key in ni.affinity_pods:
+            ni.affinity_pods[key] = pi
+        if key in ni.anti_affinity_pods:
+            ni.anti_affinity_pods[key] = pi
+        self.assumed.discard(key)
+        return True
 
     def remove_pod(self, key: str) -> PodInfo | None:
         self.assumed.discard(key)
@@ -262,7 +335,7 @@ class Cache:
             return None
         pi = ni.remove_pod(key)
         if pi is not None:
-            self._account(pi, name, -1)
+            self._account(pi, ni, -1)
         if ni.node is None and not ni.pods:
             del self.nodes[name]
         return pi

@@ -93,6 +93,9 @@ class Plugin:
     # (resources, pod count, taints, cordon, images) and NormalizeScore depends only on the
     # extremes: the cycle then evaluates the plugin once per distinct node state.
     node_state_only = False
+    # A plugin whose Filter, after its PreFilter, depends only on node labels may also offer
+    # `filter_labels(state, pi)`: the same decisions as label checks (cycle.label_verdict), so
+    # the cycle can filter many nodes at once. It must agree with `filter` on every node.
 
     def __init__(self, handle: Any = None, args: dict | None = None):
         self.handle = handle

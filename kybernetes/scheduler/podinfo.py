@@ -8,6 +8,7 @@ container on top of the sidecars started before it) + pod overhead. Quantities b
 from __future__ import annotations
 
 import functools
+import operator
 from typing import Any
 
 from kybernetes.api.quantity import parse_quantity
@@ -42,12 +43,38 @@ def _max(into: dict[str, int], other: dict[str, int]) -> None:
             into[k] = v
 
 
-def container_requests(c: dict) -> dict[str, int]:
-    res = c.get("resources") or {}
+def _parse_container(res: dict) -> dict[str, int]:
     # A limit without a request defaults the request (API defaulting does this too).
     reqs = resource_list(res.get("limits"))
     reqs.update(resource_list(res.get("requests")))
     return reqs
+
+
+# Replicas share their containers' resources: parse each distinct resources block once.
+_CONTAINER_MEMO: dict[tuple, dict[str, int]] = {}
+_MEMO_MAX = 4096
+
+
+def _requests_of(c: dict) -> dict[str, int]:
+    """A container's requests; the result is shared, never mutate it."""
+    res = c.get("resources")
+    if not res:
+        return {}
+    lim, req = res.get("limits"), res.get("requests")
+    try:
+        key = (tuple(lim.items()) if lim else (), tuple(req.items()) if req else ())
+        hit = _CONTAINER_MEMO.get(key)
+    except TypeError:       # unhashable values: parse every time
+        return _parse_container(res)
+    if hit is None:
+        if len(_CONTAINER_MEMO) >= _MEMO_MAX:
+            _CONTAINER_MEMO.clear()
+        hit = _CONTAINER_MEMO[key] = _parse_container(res)
+    return hit
+
+
+def container_requests(c: dict) -> dict[str, int]:
+    return dict(_requests_of(c))
 
 
 def pod_requests(spec: dict, defaults: dict[str, int] | None = None) -> dict[str, int]:
@@ -107,12 +134,24 @@ class PodInfo:
         self.uid = meta.get("uid", "")
         self.labels = meta.get("labels") or {}
         self.label_key = (self.namespace, tuple(sorted(self.labels.items())))
-        self.requests = pod_requests(spec)
+        if spec.get("initContainers") or spec.get("overhead"):
+            self.requests = pod_requests(spec)
+            nonzero = pod_requests(spec, _NONZERO_DEFAULTS)
+            self.nonzero_cpu = nonzero.get("cpu", 0)
+            self.nonzero_memory = nonzero.get("memory", 0)
+        else:   # the common shape: the sum over the app containers, in one pass
+            reqs: dict[str, int] = {}
+            nz_cpu = nz_memory = 0
+            for c in spec.get("containers") or ():
+                r = _requests_of(c)
+                for k, v in r.items():
+                    reqs[k] = reqs.get(k, 0) + v
+                nz_cpu += r.get("cpu", DEFAULT_MILLI_CPU)
+                nz_memory += r.get("memory", DEFAULT_MEMORY)
+            self.requests = reqs
+            self.nonzero_cpu, self.nonzero_memory = nz_cpu, nz_memory
         self.cpu = self.requests.get("cpu", 0)
         self.memory = self.requests.get("memory", 0)
-        nonzero = pod_requests(spec, _NONZERO_DEFAULTS)
-        self.nonzero_cpu = nonzero.get("cpu", 0)
-        self.nonzero_memory = nonzero.get("memory", 0)
         self.priority = priority
         self.node_name = spec.get("nodeName") or ""
         self.terminating = bool(meta.get("deletionTimestamp"))
@@ -124,8 +163,14 @@ class PodInfo:
                     ports.append((p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP",
                                   p["hostPort"]))
         self.ports = ports
-        aff = spec.get("affinity") or {}
-        pa, paa = aff.get("podAffinity") or {}, aff.get("podAntiAffinity") or {}
+        aff = spec.get("affinity")
+        pa = aff.get("podAffinity") if aff else None
+        paa = aff.get("podAntiAffinity") if aff else None
+        if not pa and not paa:      # most pods: share one (never mutated) empty list
+            self.affinity = self.anti_affinity = _NO_TERMS
+            self.pref_affinity = self.pref_anti_affinity = _NO_TERMS
+            return
+        pa, paa = pa or {}, paa or {}
         self.affinity = parse_terms(pa.get("requiredDuringSchedulingIgnoredDuringExecution"), self)
         self.anti_affinity = parse_terms(paa.get("requiredDuringSchedulingIgnoredDuringExecution"), self)
         self.pref_affinity = parse_weighted(pa.get("preferredDuringSchedulingIgnoredDuringExecution"), self)
@@ -134,8 +179,8 @@ class PodInfo:
     def with_pod(self, pod: dict) -> "PodInfo":
         """A copy for a newer version of the same pod whose spec differs only in nodeName."""
         c = PodInfo.__new__(PodInfo)
-        for s in PodInfo.__slots__:
-            setattr(c, s, getattr(self, s))
+        for s, v in zip(_SLOTS, _ALL(self)):
+            setattr(c, s, v)
         c.pod = pod
         c.node_name = pod["spec"].get("nodeName") or ""
         c.start_time = ((pod.get("status") or {}).get("startTime")
@@ -145,3 +190,8 @@ class PodInfo:
     @property
     def spec(self) -> dict[str, Any]:
         return self.pod["spec"]
+
+
+_SLOTS = PodInfo.__slots__
+_ALL = operator.attrgetter(*_SLOTS)
+_NO_TERMS: list = []

@@ -87,6 +87,7 @@ class Scheduler:
         self.priorities: dict[str, int] = {}
         self.default_priority = 0
         self.nominated: dict[str, dict[str, PodInfo]] = {}   # node → pods nominated to it
+        self._nominated_to: dict[str, str] = {}              # pod key → its nominated node
         self._next_start = 0
         self._reps: dict = {}
         self._binds = asyncio.Semaphore(BINDS_IN_FLIGHT)
@@ -181,11 +182,14 @@ class Scheduler:
         assumed = self.cache.pod(key) if self.cache.is_assumed(key) else None
         if assumed is None or assumed.uid != pod["metadata"].get("uid", ""):
             return None
-        om, nm, os_, ns_ = old["metadata"], pod["metadata"], old["spec"], pod["spec"]
+        om, nm, os_ = old["metadata"], pod["metadata"], old["spec"]
         if (om.get("labels") != nm.get("labels")
                 or om.get("deletionTimestamp") != nm.get("deletionTimestamp")
-                or len(os_) + 1 != len(ns_)
-                or any(ns_.get(k) != v for k, v in os_.items())):
+                or len(os_) + 1 != len(pod["spec"])):
+            return None
+        ns_ = dict(pod["spec"])
+        del ns_["nodeName"]
+        if ns_ != os_:       # one comparison in C rather than one per field in Python
             return None
         return assumed.with_pod(pod)
 
@@ -204,10 +208,14 @@ class Scheduler:
         node = (pi.pod.get("status") or {}).get("nominatedNodeName")
         if node:
             self.nominated.setdefault(node, {})[pi.key] = pi
+            self._nominated_to[pi.key] = node
 
     def _unnominate(self, key: str) -> None:
-        for node, pods in list(self.nominated.items()):
-            if pods.pop(key, None) is not None and not pods:
+        node = self._nominated_to.pop(key, None)
+        if node is not None:
+            pods = self.nominated[node]
+            del pods[key]
+            if not pods:
                 del self.nominated[node]
 
     def _on_node_add(self, node: dict) -> None:
@@ -298,7 +306,9 @@ class Scheduler:
             return self._with_nominated(ni, pi) if ni.name in nominated else ni
         feasible, processed, self._reps = find_feasible(state["filters"], state, pi, nodes, start,
                                                         want, statuses,
-                                                        with_nominated if nominated else None)
+                                                        with_nominated if nominated else None,
+                                                        sids=self.cache.sids,
+                                                        column=self.cache.column)
         self._next_start = (start + processed) % total if total else 0
         return feasible
 

@@ -4,6 +4,7 @@ anti-affinity of pods already running (symmetry), and preferred terms for scorin
 from __future__ import annotations
 
 from ..framework import SKIPPED, UNRESOLVABLE, UNSCHEDULABLE, Plugin, Status
+from ..podgroups import PodGroups
 
 ERR_EXISTING_ANTI = "node(s) didn't satisfy existing pods anti-affinity rules"
 ERR_AFFINITY = "node(s) didn't match pod affinity rules"
@@ -12,6 +13,18 @@ ERR_ANTI = "node(s) didn't match pod anti-affinity rules"
 _EXISTING_ANTI = Status(UNSCHEDULABLE, ERR_EXISTING_ANTI, plugin="InterPodAffinity")
 _AFFINITY = Status(UNRESOLVABLE, ERR_AFFINITY, plugin="InterPodAffinity")
 _ANTI = Status(UNSCHEDULABLE, ERR_ANTI, plugin="InterPodAffinity")
+_NONE: dict = {}
+
+
+def _candidates(groups, terms):
+    """The label groups a term could select: its namespaces' groups, or all of them once a
+    term has a namespace selector."""
+    if any(t.ns_selector is not None for t in terms):
+        return list(groups.by_labels.values())
+    out = []
+    for ns in set().union(*(t.namespaces for t in terms)):
+        out.extend(groups.by_namespace.get(ns, _NONE).values())
+    return out
 
 
 def _matcher(ns_labels: dict):
@@ -39,61 +52,55 @@ class InterPodAffinity(Plugin):
     def _ns_labels(self):
         return self.handle.namespace_labels() if self.handle else {}
 
-    def pre_filter(self, state, pi, nodes):
-        matches = _matcher(self._ns_labels())
-
-        existing: dict[tuple[str, str], int] = {}
+    def _groups(self, nodes):
         cache = getattr(self.handle, "cache", None)
-        if cache is not None:   # only the nodes that hold pods with required anti-affinity
-            holders = [cache.nodes[n] for n in cache.anti_affinity_nodes if n in cache.nodes]
-        else:
-            holders = [ni for ni in nodes if ni.anti_affinity_pods]
-        for ni in holders:
-            if ni.node is None:
-                continue
-            for p in ni.anti_affinity_pods.values():
-                for t in p.anti_affinity:
-                    v = ni.labels.get(t.topology_key)
-                    if v is not None and matches(t, pi):
-                        existing[(t.topology_key, v)] = existing.get((t.topology_key, v), 0) + 1
-        aff: dict[tuple[str, str], int] = {}
-        anti: dict[tuple[str, str], int] = {}
+        return cache.groups if cache is not None else PodGroups.of(nodes)
+
+    def pre_filter(self, state, pi, nodes):
+        """Upstream's three topology-pair counts, from the cache's pod groups: each distinct
+        term and label set is matched once, and counts come per domain, not per pod."""
+        groups = self._groups(nodes)
+        known = groups.nodes
+        matches = _matcher(self._ns_labels())
+        # Domains holding an existing pod whose required anti-affinity selects this pod.
+        blocked: dict[str, set[str]] = {}
+        for (_, key), g in groups.anti_terms.items():
+            if matches(g.rep, pi):
+                d = g.by_domain(known, key)
+                if d:
+                    blocked.setdefault(key, set()).update(d)
+        aff: dict[str, dict[str, int]] = {}     # topology key → value → pods matching all terms
+        anti: dict[str, set[str]] = {}          # topology key → values with a matching pod
         if pi.affinity or pi.anti_affinity:
-            for ni in nodes:
-                if not ni.pods:
-                    continue
-                labels = ni.labels
-                for p in ni.pods.values():
-                    if pi.affinity and all(matches(t, p) for t in pi.affinity):
-                        for t in pi.affinity:
-                            v = labels.get(t.topology_key)
-                            if v is not None:
-                                aff[(t.topology_key, v)] = aff.get((t.topology_key, v), 0) + 1
-                    for t in pi.anti_affinity:
-                        v = labels.get(t.topology_key)
-                        if v is not None and matches(t, p):
-                            anti[(t.topology_key, v)] = anti.get((t.topology_key, v), 0) + 1
-        if not existing and not pi.affinity and not pi.anti_affinity:
+            for g in _candidates(groups, pi.affinity + pi.anti_affinity):
+                p = g.rep
+                if pi.affinity and all(matches(t, p) for t in pi.affinity):
+                    for t in pi.affinity:
+                        d = g.by_domain(known, t.topology_key)
+                        if d:
+                            into = aff.setdefault(t.topology_key, {})
+                            for v, n in d.items():
+                                into[v] = into.get(v, 0) + n
+                for t in pi.anti_affinity:
+                    if matches(t, p):
+                        d = g.by_domain(known, t.topology_key)
+                        if d:
+                            anti.setdefault(t.topology_key, set()).update(d)
+        if not blocked and not pi.affinity and not pi.anti_affinity:
             return SKIPPED
         self_match = bool(pi.affinity) and all(matches(t, pi) for t in pi.affinity)
-        # Grouped by topology key, so Filter costs one lookup per key, not one per domain.
-        blocked: dict[str, set[str]] = {}
-        for k, v in existing:
-            blocked.setdefault(k, set()).add(v)
         state[self.name] = (blocked, aff, anti, self_match)
         return None
 
     def filter(self, state, pi, ni):
+        """Upstream order: the pod's affinity, its anti-affinity, then existing pods' terms."""
         blocked, aff, anti, self_match = state[self.name]
         labels = ni.labels
-        for k, values in blocked.items():
-            if labels.get(k) in values:
-                return _EXISTING_ANTI
         if pi.affinity:
             ok = True
             for t in pi.affinity:
                 v = labels.get(t.topology_key)
-                if v is None or aff.get((t.topology_key, v), 0) <= 0:
+                if v is None or aff.get(t.topology_key, _NONE).get(v, 0) <= 0:
                     ok = False
                     break
             # The first pod of a group that selects itself may go anywhere with the keys.
@@ -102,17 +109,42 @@ class InterPodAffinity(Plugin):
                 return _AFFINITY
         for t in pi.anti_affinity:
             v = labels.get(t.topology_key)
-            if v is not None and anti.get((t.topology_key, v), 0) > 0:
+            if v is not None and v in anti.get(t.topology_key, _NONE):
                 return _ANTI
+        for k, values in blocked.items():
+            if labels.get(k) in values:
+                return _EXISTING_ANTI
         return None
+
+    def filter_labels(self, state, pi):
+        """Filter as label checks (see cycle.label_verdict), in Filter's order."""
+        blocked, aff, anti, self_match = state[self.name]
+        checks = []
+        if pi.affinity:
+            if aff:
+                checks += [(t.topology_key, aff.get(t.topology_key, _NONE), _AFFINITY, _AFFINITY,
+                            False) for t in pi.affinity]
+            else:   # no matching pod anywhere: only a self-matching pod, where the keys exist
+                checks += [(t.topology_key, _NONE, _AFFINITY, _AFFINITY, self_match)
+                           for t in pi.affinity]
+        checks += [(t.topology_key, anti.get(t.topology_key, _NONE), _ANTI, None, True)
+                   for t in pi.anti_affinity]
+        checks += [(k, values, _EXISTING_ANTI, None, True) for k, values in blocked.items()]
+        return checks
 
     # ---- score ----
 
     def pre_score(self, state, pi, nodes):
         has_pref = bool(pi.pref_affinity or pi.pref_anti_affinity)
-        all_nodes = self.handle.cache.node_list if self.handle else nodes
-        if not has_pref and (self.handle.cache.affinity_pods == 0 if self.handle
-                             else not any(ni.affinity_pods for ni in all_nodes)):
+        cache = getattr(self.handle, "cache", None)
+        all_nodes = cache.node_list if cache is not None else nodes
+        # Existing pods score through their required affinity (hard weight) and preferred terms.
+        if cache is not None:
+            existing = cache.scoring_affinity_pods > 0
+        else:
+            existing = any(p.affinity or p.pref_affinity or p.pref_anti_affinity
+                           for ni in nodes for p in ni.affinity_pods.values())
+        if not has_pref and not existing:
             return SKIPPED
         matches = _matcher(self._ns_labels())
         scores: dict[tuple[str, str], int] = {}
@@ -122,28 +154,32 @@ class InterPodAffinity(Plugin):
             if v is not None:
                 scores[(t.topology_key, v)] = scores.get((t.topology_key, v), 0) + w
 
+        if has_pref:    # the pod's preferred terms: per group of alike pods, per domain
+            groups = self._groups(nodes)
+            for g in _candidates(groups, pi.pref_affinity + pi.pref_anti_affinity):
+                p = g.rep
+                for t, sign in [(t, 1) for t in pi.pref_affinity] + \
+                               [(t, -1) for t in pi.pref_anti_affinity]:
+                    if matches(t, p):
+                        key, w = t.topology_key, sign * t.weight
+                        for v, n in g.by_domain(groups.nodes, key).items():
+                            scores[(key, v)] = scores.get((key, v), 0) + w * n
         hard = self.hard_weight
-        for ni in all_nodes:
-            pods = ni.pods if has_pref else ni.affinity_pods
-            if not pods:
-                continue
-            for p in pods.values():
-                for t in pi.pref_affinity:
-                    if matches(t, p):
-                        add(t, ni.labels, t.weight)
-                for t in pi.pref_anti_affinity:
-                    if matches(t, p):
-                        add(t, ni.labels, -t.weight)
-                if hard:
-                    for t in p.affinity:
+        if existing:
+            for ni in all_nodes:
+                if not ni.affinity_pods:
+                    continue
+                for p in ni.affinity_pods.values():
+                    if hard:
+                        for t in p.affinity:
+                            if matches(t, pi):
+                                add(t, ni.labels, hard)
+                    for t in p.pref_affinity:
                         if matches(t, pi):
-                            add(t, ni.labels, hard)
-                for t in p.pref_affinity:
-                    if matches(t, pi):
-                        add(t, ni.labels, t.weight)
-                for t in p.pref_anti_affinity:
-                    if matches(t, pi):
-                        add(t, ni.labels, -t.weight)
+                            add(t, ni.labels, t.weight)
+                    for t in p.pref_anti_affinity:
+                        if matches(t, pi):
+                            add(t, ni.labels, -t.weight)
         if not scores:
             return SKIPPED
         state[self.name + "/score"] = scores

@@ -13,6 +13,7 @@ from kybernetes.api.selectors import IN, LabelSelector, Requirement
 
 from ..affinityterms import _selector
 from ..framework import (MAX_NODE_SCORE, SKIPPED, UNRESOLVABLE, UNSCHEDULABLE, Plugin, Status)
+from ..podgroups import PodGroups
 from .nodeaffinity import has_required, required_matches
 from .tainttoleration import first_untolerated
 
@@ -109,18 +110,19 @@ class PodTopologySpread(Plugin):
         # Eligibility (nodeAffinityPolicy / nodeTaintsPolicy) only costs when it can exclude.
         check = [(c.honor_affinity and has_required(pi.spec)) or c.honor_taints for c in cs]
         count = self._count
-        if len(cs) == 1 and not check[0]:
-            # The common shape, inlined: one constraint, every node with the key eligible.
-            c, cnt, key, sig = cs[0], counts[0], keys[0], cs[0].sig
-            for ni in nodes:
-                v = ni.labels.get(key)
-                if v is None:
-                    continue
-                memo = ni.counts
-                n = memo.get(sig) if memo is not None else None
-                if n is None:
-                    n = count(c, ni)
-                cnt[v] = cnt.get(v, 0) + n
+        if not any(check):
+            # Every node with the keys is eligible: counts per domain from the cache's pod
+            # groups (matching, non-terminating pods of the namespace), zero for empty domains.
+            groups = self._groups(nodes)
+            required = tuple(sorted(set(keys))) if len(set(keys)) > 1 else ()
+            alike = [g for (_, terminating), g in
+                     groups.by_namespace.get(pi.namespace, {}).items() if not terminating]
+            for c, cnt in zip(cs, counts):
+                cnt.update(dict.fromkeys(groups.domains(c.key, required), 0))
+                for g in alike:
+                    if c.selector.matches(g.rep.labels):
+                        for v, n in g.by_domain(groups.nodes, c.key, required).items():
+                            cnt[v] += n
         else:
             for ni in nodes:
                 labels = ni.labels
@@ -138,6 +140,24 @@ class PodTopologySpread(Plugin):
         selfs = [1 if c.selector.matches(pi.labels) else 0 for c in cs]
         state[self.name] = (cs, counts, mins, selfs)
         return None
+
+    def _groups(self, nodes):
+        cache = getattr(self.handle, "cache", None)
+        return cache.groups if cache is not None else PodGroups.of(nodes)
+
+    def filter_labels(self, state, pi):
+        """Filter as label checks (see cycle.label_verdict): per constraint, the key must exist
+        and the domain's skew stay within maxSkew."""
+        cs, counts, mins, selfs = state[self.name]
+        checks = []
+        for c, cnt, m, self_match in zip(cs, counts, mins, selfs):
+            if self_match - m > c.max_skew:     # even a domain without pods is too skewed
+                ok = {v for v, n in cnt.items() if n + self_match - m <= c.max_skew}
+                checks.append((c.key, ok, _MISMATCH, _MISSING, False))
+            else:
+                bad = {v for v, n in cnt.items() if n + self_match - m > c.max_skew}
+                checks.append((c.key, bad, _MISMATCH, _MISSING, True))
+        return checks
 
     def filter(self, state, pi, ni):
         cs, counts, mins, selfs = state[self.name]
@@ -163,15 +183,30 @@ class PodTopologySpread(Plugin):
             if all(k in ni.labels for k in keys):
                 for c, d in zip(cs, domains):
                     d.add(ni.labels[c.key])
-        for ni in self.handle.cache.node_list if self.handle else nodes:
-            labels = ni.labels
-            if not all(k in labels for k in keys):
-                continue
+        all_nodes = self.handle.cache.node_list if self.handle else nodes
+        if not any((c.honor_affinity and has_required(pi.spec)) or c.honor_taints for c in cs):
+            # Every node with the keys is eligible: per-domain counts from the pod groups.
+            groups = self._groups(all_nodes)
+            required = tuple(sorted(set(keys)))
+            alike = [g for (_, terminating), g in
+                     groups.by_namespace.get(pi.namespace, {}).items() if not terminating]
             for c, cnt in zip(cs, counts):
-                if c.key == HOSTNAME or not _eligible(c, pi, ni):
+                if c.key == HOSTNAME:
                     continue
-                v = labels[c.key]
-                cnt[v] = cnt.get(v, 0) + self._count(c, ni)
+                for g in alike:
+                    if c.selector.matches(g.rep.labels):
+                        for v, n in g.by_domain(groups.nodes, c.key, required).items():
+                            cnt[v] = cnt.get(v, 0) + n
+        else:
+            for ni in all_nodes:
+                labels = ni.labels
+                if not all(k in labels for k in keys):
+                    continue
+                for c, cnt in zip(cs, counts):
+                    if c.key == HOSTNAME or not _eligible(c, pi, ni):
+                        continue
+                    v = labels[c.key]
+                    cnt[v] = cnt.get(v, 0) + self._count(c, ni)
         weights = [math.log(len(d) + 2) for d in domains]
         state[self.name + "/score"] = (cs, counts, weights, keys)
         return None
