@@ -52,6 +52,7 @@ def test_young_collections_leave_cycles_and_an_explicit_collect_frees_them():
 
 def test_a_full_collection_runs_by_itself_once_the_frozen_set_has_doubled():
     out = _run("""
+        collector.MIN_INTERVAL = 0
         gc.collect()
         base = collector._base
         gone = cycle()
@@ -63,3 +64,20 @@ def test_a_full_collection_runs_by_itself_once_the_frozen_set_has_doubled():
         print(gone() is None, collector._base > base, collector.full_collection_due())
     """)
     assert out == ["True", "True", "True", "False"]
+
+
+def test_doubling_waits_for_the_interval_but_hard_growth_does_not():
+    out = _run("""
+        gc.collect()
+        base = collector._base
+        gone = cycle()
+        more = [[{"n": [i]}] for i in range(base // 2)]       # 1.5 times the base: doubled
+        time.sleep(3 * collector.CHECK_SECONDS)
+        print(collector.full_collection_due(), gone() is not None, collector._base == base)
+        more2 = [[{"n": [i]}] for i in range(int(base * collector.HARD_GROWTH / 3))]
+        deadline = time.monotonic() + 60
+        while (gone() is not None or collector._base == base) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        print(gone() is None, collector._base > base)
+    """)
+    assert out == ["False", "True", "True", "True", "True"]
