@@ -11,9 +11,11 @@ the process (the OS keeps the written WAL pages).
 
 Writes: one writer thread drains a queue and applies everything pending in one transaction
 (group commit, one fsync for the lot), then — in commit order, on the event loop — publishes the
-watch events and resolves the callers' futures. Reads run in a small thread pool, one connection
-per thread; WAL lets them read a consistent snapshot beside the writer. The event loop never
-waits on SQLite.
+watch events and resolves the callers' futures. The writer keeps each live key's revision
+bookkeeping in memory (about 250 bytes a key) and sends the group's rows to SQLite in a few
+executemany calls, so a write costs little Python (the API server's core is the bottleneck).
+Reads run in a small thread pool, one connection per thread; WAL lets them read a consistent
+snapshot beside the writer. The event loop never waits on SQLite.
 
 Watches are fed in memory from the commit path. A watch from a past revision first reads the log,
 then switches to live events (subscribed before reading, deduplicated by revision). A watcher more
@@ -38,7 +40,6 @@ import random
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Sequence
 
 from .interface import (
@@ -60,44 +61,44 @@ from .sqlite_log import LogReader, LogWriter, connect, lease_ttls, now
 WATCH_PAGE_REVISIONS = 1000  # revisions read per step when a watcher catches up from the log
 
 
-@dataclass(slots=True)
-class _Op:
-    fn: Callable[..., Any]
-    args: tuple
-    future: asyncio.Future
-    alone: bool = False  # run outside the batch transaction (vacuum, checkpoint)
+# How the writer thread runs a queued operation (a queue item is (kind, fn, args, future)).
+PLAIN = 0  # create/update/delete: checks before it writes, so it needs no savepoint
+GUARDED = 1  # txn, lease, compaction: may fail halfway, runs in a savepoint
+ALONE = 2  # outside the batch transaction (vacuum, checkpoint)
 
 
 class _Watcher:
-    """Live events for one watch: groups of (revision, events), bounded."""
+    """Live events for one watch: one list per commit group (revision order), bounded."""
+
+    __slots__ = ("prefix", "limit", "batches", "count", "behind", "closed", "wake")
 
     def __init__(self, prefix: str, limit: int):
         self.prefix = prefix
         self.limit = limit
-        self.groups: deque[tuple[int, list[Event]]] = deque()
+        self.batches: deque[list[Event]] = deque()
         self.count = 0
         self.behind = False  # live events were dropped: read the log again
         self.closed = False
         self.wake = asyncio.Event()
 
     def offer(self, events: list[Event]) -> None:
+        """`events` is shared between watchers and never changed afterwards."""
         if self.behind:
             return
-        for e in events:
-            if not e.kv.key.startswith(self.prefix):
-                continue
-            if self.groups and self.groups[-1][0] == e.revision:
-                self.groups[-1][1].append(e)
-            else:
-                self.groups.append((e.revision, [e]))
-            self.count += 1
+        prefix = self.prefix
+        if prefix:
+            events = [e for e in events if e.kv.key.startswith(prefix)]
+            if not events:
+                return
+        self.batches.append(events)
+        self.count += len(events)
         if self.count > self.limit:
             self.drop()
             self.behind = True
         self.wake.set()
 
     def drop(self) -> None:
-        self.groups.clear()
+        self.batches.clear()
         self.count = 0
 
 
@@ -124,7 +125,7 @@ class SqliteStore:
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-read")
         self._reader_conns: list = []
         self._local = threading.local()
-        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()  # (kind, fn, args, fut)
         self._watchers: set[_Watcher] = set()
         self._leases: dict[int, list[float]] = {}  # id → [ttl, deadline]
         self._tasks: list[asyncio.Task] = []
@@ -135,7 +136,7 @@ class SqliteStore:
     async def open(self) -> SqliteStore:
         self._loop = asyncio.get_running_loop()
         conn = await asyncio.to_thread(connect, self.path, self.synchronous, create=True)
-        self._writer = LogWriter(conn)
+        self._writer = await asyncio.to_thread(LogWriter, conn)  # reads every key's bookkeeping
         self._published = self._writer.rev
         deadline = now()
         for lease, ttl in (await asyncio.to_thread(lease_ttls, conn)).items():
@@ -168,22 +169,23 @@ class SqliteStore:
     # --- the writer thread ---
     def _write_loop(self) -> None:
         conn = self._writer.conn
+        get, get_nowait, max_batch = self._queue.get, self._queue.get_nowait, self.max_batch
         stop = False
         while not stop:
-            item = self._queue.get()
+            item = get()
             if item is None:
                 break
             batch = [item]
-            while len(batch) < self.max_batch and not batch[-1].alone:
+            while len(batch) < max_batch and item[0] != ALONE:
                 try:
-                    nxt = self._queue.get_nowait()
+                    item = get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None:
+                if item is None:
                     stop = True
                     break
-                batch.append(nxt)
-            if batch[-1].alone:
+                batch.append(item)
+            if batch[-1][0] == ALONE:
                 *batch, alone = batch
                 if batch:
                     self._commit(batch)
@@ -195,48 +197,52 @@ class SqliteStore:
         finally:
             conn.close()
 
-    def _commit(self, batch: list[_Op]) -> None:
+    def _commit(self, batch: list[tuple]) -> None:
         w = self._writer
-        conn = w.conn
+        cur = w.cur
         outcomes: list[tuple[asyncio.Future, Any, BaseException | None]] = []
-        events: list[Event] = []
+        add = outcomes.append
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            # Single-key writes check everything before they write, so a failure leaves nothing
-            # to undo; other operations (txns, leases) may fail halfway and get a savepoint.
-            plain = (w.create, w.update, w.delete)
-            for op in batch:
-                guarded = op.fn not in plain
-                if guarded:
-                    conn.execute("SAVEPOINT op")
-                try:
-                    result = op.fn(*op.args)
-                except Exception as e:  # this op fails alone; the rest of the batch goes on
-                    if guarded:
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                    w.abort_op()
-                    outcomes.append((op.future, None, e))
+            cur.execute("BEGIN IMMEDIATE")
+            for kind, fn, args, fut in batch:
+                if kind == PLAIN:
+                    # checks everything before it writes: a failure leaves nothing to undo
+                    try:
+                        add((fut, fn(*args), None))
+                    except Exception as e:  # this op fails alone; the rest of the batch goes on
+                        add((fut, None, e))
                     continue
-                if guarded:
-                    conn.execute("RELEASE op")
-                events.extend(w.finish_op())
-                outcomes.append((op.future, result, None))
+                w.begin_op()  # outside the try: a failing flush fails the whole batch
+                cur.execute("SAVEPOINT op")
+                try:
+                    result = fn(*args)
+                except Exception as e:
+                    cur.execute("ROLLBACK TO op")
+                    cur.execute("RELEASE op")
+                    w.abort_op()
+                    add((fut, None, e))
+                    continue
+                cur.execute("RELEASE op")
+                w.finish_op()
+                add((fut, result, None))
             w.save_meta()
-            conn.execute("COMMIT")
+            cur.execute("COMMIT")
+            w.committed()
+            events, w.events = w.events, []
         except Exception as e:  # SQLite itself failed (disk full, I/O): nothing was written
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            if w.conn.in_transaction:
+                cur.execute("ROLLBACK")
             w.reload()
             err = Unavailable(f"sqlite: {e}")
-            outcomes, events = [(op.future, None, err) for op in batch], []
+            outcomes, events = [(op[3], None, err) for op in batch], []
         self._loop.call_soon_threadsafe(self._deliver, outcomes, events, w.rev)
 
-    def _run_alone(self, op: _Op) -> None:
+    def _run_alone(self, op: tuple) -> None:
+        _, fn, args, fut = op
         try:
-            outcome = (op.future, op.fn(*op.args), None)
+            outcome = (fut, fn(*args), None)
         except Exception as e:
-            outcome = (op.future, None, e)
+            outcome = (fut, None, e)
         self._loop.call_soon_threadsafe(self._deliver, [outcome], [], self._writer.rev)
 
     def _deliver(self, outcomes, events: list[Event], revision: int) -> None:
@@ -254,11 +260,11 @@ class SqliteStore:
             else:
                 fut.set_exception(err)
 
-    async def _write(self, fn: Callable[..., Any], *args: Any, alone: bool = False) -> Any:
+    async def _write(self, fn: Callable[..., Any], *args: Any, kind: int = GUARDED) -> Any:
         if not self._open:
             raise Unavailable("store is closed")
         fut = self._loop.create_future()
-        self._queue.put(_Op(fn, args, fut, alone))
+        self._queue.put((kind, fn, args, fut))
         return await fut
 
     # --- readers ---
@@ -285,18 +291,30 @@ class SqliteStore:
     ) -> RangeResult:
         return await self._read("range", prefix, limit, start_after, max(revision, 0))
 
+    # create/update/delete are the API server's writes: queued inline, without _write's layer
     async def create(self, key: str, value: bytes, *, lease: int = 0) -> KeyValue:
-        _check_size(key, value)
-        return await self._write(self._writer.create, key, value, lease)
+        if len(value) > MAX_VALUE_BYTES:
+            raise ValueTooLargeError(key, len(value))
+        if not self._open:
+            raise Unavailable("store is closed")
+        fut = self._loop.create_future()
+        self._queue.put((PLAIN, self._writer.create, (key, value, lease), fut))
+        return await fut
 
     async def update(
         self, key: str, value: bytes, *, expected_mod_revision: int | None = None, lease: int = 0
     ) -> KeyValue:
-        _check_size(key, value)
-        return await self._write(self._writer.update, key, value, expected_mod_revision, lease)
+        if len(value) > MAX_VALUE_BYTES:
+            raise ValueTooLargeError(key, len(value))
+        if not self._open:
+            raise Unavailable("store is closed")
+        fut = self._loop.create_future()
+        args = (key, value, expected_mod_revision, lease)
+        self._queue.put((PLAIN, self._writer.update, args, fut))
+        return await fut
 
     async def delete(self, key: str, *, expected_mod_revision: int | None = None) -> KeyValue:
-        return await self._write(self._writer.delete, key, expected_mod_revision)
+        return await self._write(self._writer.delete, key, expected_mod_revision, kind=PLAIN)
 
     async def txn(
         self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
@@ -337,17 +355,23 @@ class SqliteStore:
                         if upto >= current:
                             break
                     continue
-                if not w.groups:
+                if not w.batches:
                     w.wake.clear()
                     await w.wake.wait()
                     continue
-                revision, group = w.groups.popleft()
-                w.count -= len(group)
-                if revision < next_rev:
+                batch = w.batches.popleft()
+                w.count -= len(batch)
+                last = batch[-1].kv.mod_revision
+                if last < next_rev:
                     continue  # already read from the log
-                for e in group:
-                    yield e
-                next_rev = revision + 1
+                if batch[0].kv.mod_revision >= next_rev:
+                    for e in batch:
+                        yield e
+                else:
+                    for e in batch:
+                        if e.kv.mod_revision >= next_rev:  # else already read from the log
+                            yield e
+                next_rev = last + 1
         finally:
             self._watchers.discard(w)
 
@@ -400,7 +424,7 @@ class SqliteStore:
                     await self.compact(target)
                 except CompactedError:
                     pass  # someone compacted further meanwhile
-            await self._write(self._maintain, alone=True)
+            await self._write(self._maintain, kind=ALONE)
 
     def _maintain(self) -> None:
         """Writer thread, outside a transaction: give free pages back, checkpoint the WAL."""

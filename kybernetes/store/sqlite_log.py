@@ -199,9 +199,6 @@ class LogReader:
         return self._run(figures)
 
 
-_UNREAD = object()
-
-
 def row_event(r: Sequence) -> Event:
     prev = to_kv(r[7:]) if r[7] is not None else None
     if r[6]:  # tombstone
@@ -228,39 +225,106 @@ def _holds(c: Compare, kv: KeyValue | None) -> bool:
     return have > want
 
 
+LOG_INSERT = "INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+KV_UPSERT = ("INSERT INTO kv VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE"
+             " SET id = excluded.id, lease = excluded.lease")
+VALUE_SQL = "SELECT value FROM log WHERE id = ?"
+_MISS = object()
+
+
 class LogWriter:
     """Applies write operations inside the writer thread's open transaction.
 
-    Each public method is one client operation; it either completes or raises before writing
-    (the caller wraps all but create, update and delete in a SAVEPOINT). `finish_op` hands back
-    its events.
+    The writer keeps every live key's (id, create_rev, version, lease) in memory (`_index`, as
+    the kv table has it), so a write reads SQLite only for the previous value it reports.
+    create, update and delete (the API server's writes) check everything before they change
+    anything and then only queue their rows: the rows of a whole group commit go to SQLite in a
+    few executemany calls (`flush`). The other operations (txns, leases, compaction) run on
+    flushed state and write directly; the caller wraps them in a SAVEPOINT and calls
+    `begin_op`, then `finish_op` or `abort_op`. Changes reach `_index` only at `committed`.
+    Events of the open transaction collect in `events`, in revision order.
     """
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self.cur = conn.cursor()  # one cursor for the hot statements: no Cursor per execute
         self.reload()
 
     def reload(self) -> None:
-        """Forget in-memory state after a failed commit."""
+        """(Re)read the state: at open and after a failed commit."""
         self.rev, self.compact_rev = self.conn.execute(
             "SELECT revision, compact FROM meta"
         ).fetchone()
+        rows = self.conn.execute(
+            "SELECT kv.key, kv.id, l.create_rev, l.version, kv.lease"
+            " FROM kv JOIN log l ON l.id = kv.id"
+        )
+        self._index: dict[bytes, tuple[int, int, int, int]] = {r[0]: r[1:] for r in rows}
+        self._delta: dict[bytes, tuple | None] = {}  # this transaction's changes (None: gone)
+        self._undo: dict[bytes, object] = {}  # _delta entries before the guarded op began
+        self._unflushed: dict[bytes, bytes | None] = {}  # key → value of its queued row
+        self._log_rows: list[tuple] = []
         self._op_rev = 0
         self._n = 0
-        self._events: list[Event] = []
+        self._op_events = 0
+        self.events: list[Event] = []
 
-    # --- bookkeeping for one operation ---
-    def finish_op(self) -> list[Event]:
+    # --- bookkeeping ---
+    def flush(self) -> None:
+        """Write the queued rows of plain writes (before other operations and before commit)."""
+        if not self._log_rows:
+            return
+        cur, delta = self.cur, self._delta
+        cur.executemany(LOG_INSERT, self._log_rows)
+        puts, gone = [], []
+        for kb in self._unflushed:
+            m = delta[kb]
+            if m is None:
+                gone.append((kb,))
+            else:
+                puts.append((kb, m[0], m[3]))
+        if puts:
+            cur.executemany(KV_UPSERT, puts)
+        if gone:
+            cur.executemany("DELETE FROM kv WHERE key = ?", gone)
+        self._log_rows = []
+        self._unflushed = {}
+
+    def begin_op(self) -> None:
+        """Before a guarded operation (it may fail halfway and be rolled back)."""
+        self.flush()
+        self._op_events = len(self.events)
+        self._undo = {}
+
+    def finish_op(self) -> None:
         if self._op_rev:
             self.rev = self._op_rev
-        events, self._events, self._op_rev = self._events, [], 0
-        return events
+        self._op_rev = 0
 
     def abort_op(self) -> None:
-        self._events, self._op_rev = [], 0
+        del self.events[self._op_events:]
+        for kb, m in self._undo.items():
+            if m is _MISS:
+                del self._delta[kb]
+            else:
+                self._delta[kb] = m
+        self._op_rev = 0
 
     def save_meta(self) -> None:
-        self.conn.execute("UPDATE meta SET revision = ?, compact = ?", (self.rev, self.compact_rev))
+        self.flush()
+        self.cur.execute(
+            "UPDATE meta SET revision = ?, compact = ?", (self.rev, self.compact_rev)
+        )
+
+    def committed(self) -> None:
+        """The transaction is durable: its changes join the index."""
+        index = self._index
+        for kb, m in self._delta.items():
+            if m is None:
+                index.pop(kb, None)
+            else:
+                index[kb] = m
+        self._delta = {}
 
     def _next_id(self) -> tuple[int, int]:
         if not self._op_rev:
@@ -269,74 +333,120 @@ class LogWriter:
         return self._op_rev, (self._op_rev << SHIFT) | (self._n - 1)
 
     # --- primitives ---
-    def _row(self, key: str) -> tuple[int, KeyValue] | None:
-        sql = f"SELECT {ROW} FROM kv JOIN log l ON l.id = kv.id WHERE kv.key = ?"
-        row = self.conn.execute(sql, (key.encode(),)).fetchone()
-        return (row[0], to_kv(row)) if row else None
+    def _meta(self, kb: bytes) -> tuple[int, int, int, int] | None:
+        """(id, create_rev, version, lease) of the key's live row, or None."""
+        m = self._delta.get(kb, _MISS)
+        return self._index.get(kb) if m is _MISS else m
+
+    def _kv(self, key: str, kb: bytes, m: tuple[int, int, int, int]) -> KeyValue:
+        value = self._unflushed.get(kb)  # the value of the row `m` names, when still queued
+        if value is None:
+            value = self.cur.execute(VALUE_SQL, (m[0],)).fetchone()[0]
+        return KeyValue(key, value, m[1], m[0] >> SHIFT, m[2], m[3])
 
     def current(self, key: str) -> KeyValue | None:
-        row = self._row(key)
-        return row[1] if row else None
-
-    def _put(self, key: str, value: bytes, lease: int, row=_UNREAD) -> KeyValue:
-        """`row`: what _row(key) gave, when the caller has read it already."""
-        found = lease and self.conn.execute("SELECT 1 FROM leases WHERE id = ?", (lease,))
-        if lease and not found.fetchone():
-            raise LeaseNotFoundError(lease)
-        prev_id, prev = (self._row(key) if row is _UNREAD else row) or (None, None)
-        rev, id_ = self._next_id()
-        create_rev, version = (prev.create_revision, prev.version + 1) if prev else (rev, 1)
         kb = key.encode()
-        self.conn.execute(
-            "INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-            (id_, kb, value, create_rev, version, lease, prev_id),
-        )
-        self.conn.execute(
-            "INSERT INTO kv VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE"
-            " SET id = excluded.id, lease = excluded.lease",
-            (kb, id_, lease),
-        )
+        m = self._meta(kb)
+        return self._kv(key, kb, m) if m else None
+
+    def _check_lease(self, lease: int) -> None:
+        if not self.cur.execute("SELECT 1 FROM leases WHERE id = ?", (lease,)).fetchone():
+            raise LeaseNotFoundError(lease)
+
+    def _guarded_set(self, kb: bytes, m: tuple | None) -> None:
+        if kb not in self._undo:
+            self._undo[kb] = self._delta.get(kb, _MISS)
+        self._delta[kb] = m
+
+    def _put(self, key: str, value: bytes, lease: int) -> KeyValue:
+        """A put inside a guarded operation: written at once."""
+        if lease:
+            self._check_lease(lease)
+        kb = key.encode()
+        m = self._meta(kb)
+        prev = self._kv(key, kb, m) if m else None
+        rev, id_ = self._next_id()
+        create_rev, version = (m[1], m[2] + 1) if m else (rev, 1)
+        self.cur.execute(LOG_INSERT, (id_, kb, value, create_rev, version, lease, 0,
+                                      m[0] if m else None))
+        self.cur.execute(KV_UPSERT, (kb, id_, lease))
+        self._guarded_set(kb, (id_, create_rev, version, lease))
         kv = KeyValue(key, value, create_rev, rev, version, lease)
-        self._events.append(Event("PUT", kv, prev))
+        self.events.append(Event("PUT", kv, prev))
         return kv
 
     def _delete(self, key: str) -> KeyValue | None:
-        found = self._row(key)
-        if found is None:
-            return None
-        prev_id, prev = found
+        """A delete inside a guarded operation: written at once."""
         kb = key.encode()
+        m = self._meta(kb)
+        if m is None:
+            return None
+        prev = self._kv(key, kb, m)
         rev, id_ = self._next_id()
-        self.conn.execute("INSERT INTO log VALUES (?, ?, x'', 0, 0, 0, 1, ?)", (id_, kb, prev_id))
-        self.conn.execute("DELETE FROM kv WHERE key = ?", (kb,))
-        self._events.append(Event("DELETE", KeyValue(key, b"", 0, rev, 0, 0), prev))
+        self.cur.execute(LOG_INSERT, (id_, kb, b"", 0, 0, 0, 1, m[0]))
+        self.cur.execute("DELETE FROM kv WHERE key = ?", (kb,))
+        self._guarded_set(kb, None)
+        self.events.append(Event("DELETE", KeyValue(key, b"", 0, rev, 0, 0), prev))
         return prev
 
-    # --- operations ---
+    # --- plain writes: one revision each, checked first, rows queued ---
     def create(self, key: str, value: bytes, lease: int) -> KeyValue:
-        row = self._row(key)
-        if row is not None:
-            raise KeyExistsError(key, row[1])
-        return self._put(key, value, lease, row)
+        kb = key.encode()
+        m = self._meta(kb)
+        if m is not None:
+            raise KeyExistsError(key, self._kv(key, kb, m))
+        if lease:
+            self._check_lease(lease)
+        self.rev = rev = self.rev + 1
+        id_ = rev << SHIFT
+        self._log_rows.append((id_, kb, value, rev, 1, lease, 0, None))
+        self._delta[kb] = (id_, rev, 1, lease)
+        self._unflushed[kb] = value
+        kv = KeyValue(key, value, rev, rev, 1, lease)
+        self.events.append(Event("PUT", kv, None))
+        return kv
 
     def update(self, key: str, value: bytes, expected: int | None, lease: int) -> KeyValue:
-        row = self._row(key)
-        if expected is not None:
-            if row is None:
+        kb = key.encode()
+        m = self._meta(kb)
+        if m is None:
+            if expected is not None:
                 raise KeyNotFoundError(key)
-            if row[1].mod_revision != expected:
-                raise ConflictError(key, row[1])
-        return self._put(key, value, lease, row)
+            prev = prev_id = None
+        else:
+            prev = self._kv(key, kb, m)
+            if expected is not None and prev.mod_revision != expected:
+                raise ConflictError(key, prev)
+            prev_id = m[0]
+        if lease:
+            self._check_lease(lease)
+        self.rev = rev = self.rev + 1
+        id_ = rev << SHIFT
+        create_rev, version = (m[1], m[2] + 1) if m else (rev, 1)
+        self._log_rows.append((id_, kb, value, create_rev, version, lease, 0, prev_id))
+        self._delta[kb] = (id_, create_rev, version, lease)
+        self._unflushed[kb] = value
+        kv = KeyValue(key, value, create_rev, rev, version, lease)
+        self.events.append(Event("PUT", kv, prev))
+        return kv
 
     def delete(self, key: str, expected: int | None) -> KeyValue:
-        current = self.current(key)
-        if current is None:
+        kb = key.encode()
+        m = self._meta(kb)
+        if m is None:
             raise KeyNotFoundError(key)
-        if expected is not None and current.mod_revision != expected:
-            raise ConflictError(key, current)
-        self._delete(key)
-        return current
+        prev = self._kv(key, kb, m)
+        if expected is not None and prev.mod_revision != expected:
+            raise ConflictError(key, prev)
+        self.rev = rev = self.rev + 1
+        id_ = rev << SHIFT
+        self._log_rows.append((id_, kb, b"", 0, 0, 0, 1, m[0]))
+        self._delta[kb] = None
+        self._unflushed[kb] = None
+        self.events.append(Event("DELETE", KeyValue(key, b"", 0, rev, 0, 0), prev))
+        return prev
 
+    # --- guarded operations ---
     def txn(self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]):
         ok = all(_holds(c, self.current(c.key)) for c in compares)
         ops = success if ok else failure

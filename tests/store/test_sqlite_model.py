@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import threading
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,7 +21,7 @@ from kybernetes.store import (
     KeyValue,
     Put,
 )
-from kybernetes.store.sqlite import SqliteStore
+from kybernetes.store.sqlite import ALONE, SqliteStore
 
 keys = st.sampled_from(["/a", "/a/x", "/a/y", "/b", "/ab", "/é"])
 values = st.binary(max_size=8)
@@ -185,3 +186,88 @@ async def check(ops, path: str) -> None:
 def test_sqlite_store_matches_the_model(ops):
     with tempfile.TemporaryDirectory() as d:
         asyncio.run(check(ops, os.path.join(d, "model.db")))
+
+
+# --- the same model with writes queued together, so the writer applies them as one group ---
+
+group_op = st.one_of(
+    st.tuples(st.just("create"), keys, values),
+    st.tuples(st.just("update"), keys, values, st.none() | st.integers(0, 12)),
+    st.tuples(st.just("delete"), keys, st.none() | st.integers(0, 12)),
+    st.tuples(st.just("txn"), st.lists(compare, max_size=2), st.lists(txn_op, max_size=3),
+              st.lists(txn_op, max_size=2)),
+)
+
+
+def model_write(m: Model, op) -> object:
+    """What the store must answer to `op`, applied to the model in queue order."""
+    kind, key = op[0], op[1]
+    cur = m.data.get(key) if kind != "txn" else None
+    if kind == "txn":
+        return m.txn(*op[1:])
+    if kind == "create" and cur is not None:
+        return "KeyExistsError"
+    expected = op[-1] if kind != "create" else None
+    if kind == "delete" and cur is None:
+        return "KeyNotFoundError"
+    if expected is not None and cur is None:
+        return "KeyNotFoundError"
+    if expected is not None and cur.mod_revision != expected:
+        return "ConflictError"
+    m.rev += 1
+    want = m.put(key, op[2]) if kind != "delete" else m.data.pop(key)
+    m.commit()
+    return want
+
+
+def store_write(store: SqliteStore, op):
+    kind = op[0]
+    if kind == "create":
+        return store.create(op[1], op[2])
+    if kind == "update":
+        return store.update(op[1], op[2], expected_mod_revision=op[3])
+    if kind == "delete":
+        return store.delete(op[1], expected_mod_revision=op[2])
+    return store.txn(*op[1:])
+
+
+async def check_groups(groups, path: str) -> None:
+    m = Model()
+    store = await SqliteStore(path, history_seconds=3600).open()
+    try:
+        for group in groups:
+            release = threading.Event()  # the writer waits until the whole group is queued
+            held = asyncio.ensure_future(store._write(release.wait, 10, kind=ALONE))
+            await asyncio.sleep(0)
+            writes = [asyncio.ensure_future(outcome(store_write(store, op))) for op in group]
+            await asyncio.sleep(0)
+            release.set()
+            await held
+            for op, got in zip(group, await asyncio.gather(*writes)):
+                want = model_write(m, op)
+                if op[0] == "txn" and want != "error":
+                    got = (got.succeeded, got.revision, got.results)
+                assert got == want, (op, got, want)
+            assert await store.current_revision() == m.rev
+            everything = await store.range("")
+            assert everything.kvs == [m.data[k] for k in sorted(m.data, key=str.encode)]
+        for rev, state in m.history.items():  # every past revision reads back as it was
+            if rev:
+                got = await store.range("", revision=rev)
+                assert got.kvs == [state[k] for k in sorted(state, key=str.encode)], rev
+    finally:
+        await store.close()
+    store = await SqliteStore(path).open()
+    try:
+        assert await store.current_revision() == m.rev
+        everything = await store.range("")
+        assert everything.kvs == [m.data[k] for k in sorted(m.data, key=str.encode)]
+    finally:
+        await store.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(group_op, min_size=1, max_size=12), max_size=5))
+def test_grouped_writes_match_the_model(groups):
+    with tempfile.TemporaryDirectory() as d:
+        asyncio.run(check_groups(groups, os.path.join(d, "groups.db")))
