@@ -21,8 +21,10 @@ _LIMIT = 1 << 30
 # A connection idle this long is closed instead of reused: below aiohttp's server keep-alive
 # (75 s), so a reused connection is rarely one the server is closing at that very moment.
 _MAX_IDLE = 30.0
-# Verbs that may be sent twice: retried once when a reused connection dies before answering.
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+# Verbs that may be sent twice: retried once when a reused connection dies before answering
+# (Go's net/http replays the same ones; a PUT or DELETE the server did apply would come back as a
+# spurious conflict or not-found).
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -64,6 +66,8 @@ class _Connection(asyncio.Protocol):
             self._fail(BadResponse(f"malformed response: {e!r}"))
             return
         for message, payload in messages:
+            if 100 <= message.code < 200:
+                continue    # an interim answer (100 Continue): the final one follows
             if self.waiter is None or self.message is not None:
                 self._fail(BadResponse("response without a request"))
                 return
