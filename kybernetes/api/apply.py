@@ -753,6 +753,7 @@ def _managers_for_update(old: dict | None, new: dict, subresource: str) -> dict[
     return managers or decode_managed_fields(old_entries)
 
 
+@functools.lru_cache(maxsize=256)  # a few clients send the same header on every request
 def manager_from_user_agent(user_agent: str) -> str:
     """The default field manager: the user agent up to its first "/", printable, ≤128 bytes."""
     out, size = [], 0

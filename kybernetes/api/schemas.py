@@ -263,11 +263,71 @@ def _type_error(result: WalkResult, path: str, value: object, struct: str, go_pa
         (path, _unmarshal_msg(_json_type(value), struct, go_path, go_type), value))
 
 
+def clean(value: object, node: Node) -> bool:
+    """Whether walk() would find nothing at all. Most writes are clean, and this answers without
+    building the field paths walk() needs for its findings (they showed in profiles)."""
+    if value is None:
+        return True
+    kind = node.kind
+    if kind == OBJECT:
+        if not isinstance(value, dict):
+            return False
+        props = node.props
+        for key, sub in value.items():
+            child = props.get(key)
+            if child is None:
+                if not node.preserve_unknown:
+                    return False
+            elif sub is not None and child.kind != ANY and not clean(sub, child):
+                return False
+        for key in node.required:
+            if value.get(key) is None:
+                return False
+        return True
+    if kind == MAP:
+        if not isinstance(value, dict):
+            return False
+        item = node.item
+        if item is None or item.kind == ANY:
+            return True
+        for sub in value.values():
+            if not clean(sub, item):
+                return False
+        return True
+    if kind == ARRAY:
+        if not isinstance(value, list):
+            return False
+        item = node.item
+        if item is None or item.kind == ANY:
+            return True
+        for sub in value:
+            if not clean(sub, item):
+                return False
+        return True
+    if kind == STRING and not node.fmt:
+        return isinstance(value, str)
+    if kind == INTEGER:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not value.is_integer()):
+            return False
+        low, high = INT32 if node.fmt == "int32" else INT64
+        return low <= value <= high
+    if kind == BOOLEAN:
+        return isinstance(value, bool)
+    if kind == ANY:
+        return True
+    result = WalkResult()  # string formats, numbers, quantities: the walk's own checks
+    walk(value, node, result)
+    return not (result.decode_errors or result.unknown_fields or result.required)
+
+
 def check(api_version: str, kind: str, obj: dict) -> WalkResult | None:
     """Walk a whole object of a built-in kind; None when the schema does not know the kind."""
     name = definition_for(api_version, kind)
     if name is None:
         return None
     result = WalkResult()
-    walk(obj, node_for(name), result, "", _short(name), "")
+    node = node_for(name)
+    if not clean(obj, node):
+        walk(obj, node, result, "", _short(name), "")
     return result

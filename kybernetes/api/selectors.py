@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from collections import abc
 from typing import Any, Iterable, Mapping
 
 
@@ -538,10 +539,16 @@ def supported_fields(kind: str) -> frozenset[str]:
     return frozenset(base.union(_KIND_FIELDS.get(kind, ())))
 
 
+def _is_map(value: Any) -> bool:
+    # JSON objects are dicts: checked first, since an isinstance against typing.Mapping (an
+    # alias) showed in the API server's watch fan-out profiles.
+    return isinstance(value, dict) or isinstance(value, abc.Mapping)
+
+
 def _get(obj: Mapping[str, Any], path: str) -> Any:
     cur: Any = obj
     for part in path.split("."):
-        if not isinstance(cur, Mapping):
+        if not _is_map(cur):
             return None
         cur = cur.get(part)
     return cur
@@ -555,6 +562,11 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+_POD_SPEC_FIELDS = tuple((f"spec.{f}", f) for f in (
+    "nodeName", "restartPolicy", "schedulerName", "serviceAccountName"))
+_POD_STATUS_FIELDS = tuple((f"status.{f}", f) for f in ("phase", "nominatedNodeName"))
+
+
 def field_set(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
     """The field values a field selector is matched against (upstream *ToSelectableFields)."""
     meta = obj.get("metadata") or {}
@@ -562,14 +574,19 @@ def field_set(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
     if kind not in _NO_NAMESPACE_LABEL:
         fields["metadata.namespace"] = _text(meta.get("namespace"))
     if kind == "Pod":
-        ips = _get(obj, "status.podIPs") or []
-        first_ip = ips[0].get("ip", "") if ips and isinstance(ips[0], Mapping) else ""
-        for f in ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
-                  "spec.serviceAccountName", "status.phase", "status.nominatedNodeName"):
-            fields[f] = _text(_get(obj, f))
-        fields["spec.hostNetwork"] = _text(bool(_get(obj, "spec.hostNetwork")))
+        # Every pod event on a selecting watch gets here (twice for a change): no path walks.
+        spec, status = obj.get("spec"), obj.get("status")
+        spec = spec if _is_map(spec) else {}
+        status = status if _is_map(status) else {}
+        ips = status.get("podIPs") or []
+        first_ip = ips[0].get("ip", "") if ips and _is_map(ips[0]) else ""
+        for field, name in _POD_SPEC_FIELDS:
+            fields[field] = _text(spec.get(name))
+        for field, name in _POD_STATUS_FIELDS:
+            fields[field] = _text(status.get(name))
+        fields["spec.hostNetwork"] = _text(bool(spec.get("hostNetwork")))
         # Upstream takes the first of podIPs; status.podIPs itself is accepted but never set.
-        fields["status.podIP"] = _text(first_ip or _get(obj, "status.podIP"))
+        fields["status.podIP"] = _text(first_ip or status.get("podIP"))
     elif kind == "Event":
         for f in _KIND_FIELDS["Event"]:
             if f.startswith("involvedObject.") or f in ("reason", "type"):

@@ -14,6 +14,7 @@ from kybernetes.api import errors
 from kybernetes.api.registry import Registry, Resource
 from kybernetes.store import KeyExistsError, KeyNotFoundError, Store
 
+from .admission_plugins import admit_pod
 from .objects import now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,6 @@ class PodHooks(Hooks):
         self.priority_classes = priority_classes  # () -> list of PriorityClass objects
 
     async def admit(self, obj: dict) -> None:
-        from .admission_plugins import admit_pod
-
         admit_pod(obj, self.priority_classes())
 
 

@@ -6,7 +6,6 @@ resourceVersion is the store's mod_revision; it is not kept inside the stored by
 from __future__ import annotations
 
 import os
-import uuid
 from typing import Awaitable, Callable
 
 import orjson
@@ -84,12 +83,16 @@ class Objects:
         *,
         dry_run: bool = False,
         retries: int = 20,
+        shared: bool = False,
     ) -> tuple[dict, dict]:
         """Read-modify-write until the CAS holds: returns (old, new).
 
         `mutate(current)` returns the new object, or None to leave it unchanged; it may raise
         ApiError (a precondition such as a stale resourceVersion is its job). A new object whose
-        deletionTimestamp is set and finalizers are empty is deleted instead.
+        deletionTimestamp is set and finalizers are empty is deleted instead. `mutate` gets a
+        private copy it may change, or with `shared` the current object itself, which it must
+        not change: it returns a new object that may share the parts it leaves alone (the
+        cached object's parts are never changed in place, so sharing them is safe).
         """
         key = r.key(namespace, name)
         # The first try starts from the watch cache's copy (no store read), like upstream's
@@ -111,7 +114,7 @@ class Objects:
             # A decode is the cheapest deep copy; comparing encodings to the stored bytes finds
             # no-op writes, and the encoding is then the one written.
             try:
-                new = await mutate(decode(value, revision))
+                new = await mutate(current if shared else decode(value, revision))
             except errors.ApiError:
                 if stored is not None:
                     continue
@@ -173,13 +176,17 @@ _random = bytearray()
 
 def new_uid() -> str:
     """A random (version 4) UUID; the random bytes are read from the OS 256 UIDs at a time,
-    since a getrandom call per create showed in profiles."""
+    since a getrandom call per create showed in profiles (and so did uuid.UUID: the string is
+    formatted here)."""
     global _random
     if len(_random) < 16:
         _random = bytearray(os.urandom(4096))
-    raw = bytes(_random[-16:])
+    raw = _random[-16:]
     del _random[-16:]
-    return str(uuid.UUID(bytes=raw, version=4))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 os.register_at_fork(after_in_child=lambda: _random.clear())  # a child must not repeat them

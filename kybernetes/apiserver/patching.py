@@ -105,14 +105,17 @@ def track_update(r: Resource, old: dict | None, new: dict, request: web.Request,
     if memo_key is not None:
         if len(_CREATE_MEMO) >= _MEMO_SIZE:
             del _CREATE_MEMO[next(iter(_CREATE_MEMO))]
-        _CREATE_MEMO[memo_key] = orjson.dumps(new["metadata"].get("managedFields"))
+        # A private copy: the entries' fieldsV1 are then shared by every create of the shape,
+        # read-only like every stored object's parts.
+        entries = new["metadata"].get("managedFields")
+        _CREATE_MEMO[memo_key] = orjson.loads(orjson.dumps(entries)) or []
 
 
 # Creates of one shape (a ReplicaSet's pods, the scheduler's events) get the same field sets:
 # computing them once per shape is what makes bulk creates cheap. The shape keeps what a field
 # set depends on: map keys, list contents (their items can be list keys) and, of each scalar,
 # its JSON type and whether it is empty; other scalar values never show in a field set.
-_CREATE_MEMO: dict[tuple, bytes] = {}
+_CREATE_MEMO: dict[tuple, list] = {}
 _MEMO_SIZE = 512
 
 
@@ -139,15 +142,12 @@ def _create_memo_key(r: Resource, old: dict | None, new: dict, manager: str, ref
     return (r.group, r.plural, r.api_version, manager, subresource or "", ignore, body)
 
 
-def _reuse_managed_fields(new: dict, encoded: bytes) -> None:
-    entries = orjson.loads(encoded)
+def _reuse_managed_fields(new: dict, entries: list) -> None:
     if not entries:
         new["metadata"].pop("managedFields", None)
         return
-    now = _now()
-    for e in entries:
-        e["time"] = now  # a create's entries are all this write's own
-    new["metadata"]["managedFields"] = entries
+    now = _now()  # a create's entries are all this write's own
+    new["metadata"]["managedFields"] = [dict(e, time=now) for e in entries]
 
 
 async def server_side_apply(rest, request: web.Request, r: Resource, ns: str | None, name: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import orjson
@@ -33,8 +34,10 @@ class RequestInfo:
     watch_path: bool = False  # the deprecated /watch/ path prefix
 
 
+@functools.lru_cache(maxsize=1024)  # collection paths repeat (every create POSTs to one)
 def parse_path(path: str) -> RequestInfo | None:
-    """/api/v1/namespaces/ns/pods/name/log → RequestInfo; None for non-resource paths."""
+    """/api/v1/namespaces/ns/pods/name/log → RequestInfo (shared: never change it); None for
+    non-resource paths."""
     parts = [p for p in path.split("/") if p]
     if len(parts) >= 2 and parts[0] == "api":
         group, version, rest = "", parts[1], parts[2:]
@@ -153,7 +156,7 @@ def check_kind(obj: dict, kind: str, api_versions: tuple[str, ...]) -> dict:
     return obj
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Accept:
     """What the client wants back."""
 
@@ -162,6 +165,7 @@ class Accept:
     include_object: str = "Metadata"  # for Tables: None | Metadata | Object
 
 
+@functools.lru_cache(maxsize=256)  # clients send the same few headers
 def parse_accept(header: str | None) -> Accept:
     """Take the first media range we can serve, as kube-apiserver negotiates."""
     if not header:

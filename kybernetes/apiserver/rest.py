@@ -11,6 +11,7 @@ import random
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from kybernetes.api import errors
 from kybernetes.api.registry import Registry, Resource
@@ -38,10 +39,17 @@ _TOO_OLD_CONTINUE = (
 _BATCH = 256  # most watch events in one write
 
 
+# aiohttp copies the headers it is given; building them from this is cheaper than content_type=.
+_JSON_HEADERS = CIMultiDict({"Content-Type": "application/json"})
+
+
 def json_response(body: dict | bytes, status: int = 200, headers: dict | None = None) -> web.Response:
     data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return web.Response(body=data, status=status, content_type="application/json",
-                        headers=headers)
+    if not headers:
+        return web.Response(body=data, status=status, headers=_JSON_HEADERS)
+    merged = CIMultiDict(_JSON_HEADERS)
+    merged.update(headers)
+    return web.Response(body=data, status=status, headers=merged)
 
 
 class Selectors:

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -34,6 +35,10 @@ DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease"
 _REVIEWS = {"selfsubjectaccessreviews", "subjectaccessreviews", "localsubjectaccessreviews",
             "selfsubjectrulesreviews", "selfsubjectreviews", "tokenreviews"}
 _STREAMING = {"log", "exec", "attach", "portforward", "proxy"}
+# Paths served without authentication; /cacerts is the CA bundle, public as in k3s (joins pin
+# its hash).
+_PUBLIC = frozenset(PUBLIC_PATHS) | {"/cacerts"}
+_PUBLIC_PREFIXES = tuple(p + "/" for p in PUBLIC_PATHS)
 
 
 @dataclass
@@ -82,7 +87,7 @@ class ApiServer:
         self.store: Store | None = None
         self.cache: WatchCache | None = None
         self.metrics = Metrics()
-        self.runner: web.AppRunner | None = None
+        self.runner: web.ServerRunner | None = None
         self.ready = False
         self.port = config.secure_port
 
@@ -115,9 +120,17 @@ class ApiServer:
         nodes_r = self.registry.get("", "v1", "nodes")
         self.node_proxy = NodeProxy(self.ca, lambda n: self.objects.get(nodes_r, None, n))
         await self._bootstrap()
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._middleware])
-        app.router.add_route("*", "/{tail:.*}", self._route)
-        self.runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        # aiohttp's low-level server: one handler for every path, without an Application's
+        # router, middleware chain and per-request match info (they showed in profiles).
+        loop = asyncio.get_running_loop()
+
+        def new_request(message, payload, protocol, writer, task) -> web.BaseRequest:
+            return web.BaseRequest(message, payload, protocol, writer, task, loop,
+                                   client_max_size=MAX_BODY)
+
+        server = web.Server(self._handle, request_factory=new_request,
+                            handler_cancellation=True, access_log=None)
+        self.runner = web.ServerRunner(server)
         await self.runner.setup()
         site = web.TCPSite(self.runner, cfg.bind_address, cfg.secure_port,
                            ssl_context=self._ssl_context(), reuse_address=True)
@@ -264,20 +277,21 @@ class ApiServer:
 
     # ---- HTTP ----
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler):
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Every request: authentication, errors as Status objects, metrics; then _route."""
         start = time.perf_counter()
         code = 500
         try:
+            if request.headers.get("Expect"):
+                await _expect(request)
             path = request.path
-            if not any(path == p or path.startswith(p + "/") for p in PUBLIC_PATHS) \
-                    and path != "/cacerts":  # the CA bundle, public as in k3s (joins pin its hash)
+            if path not in _PUBLIC and not path.startswith(_PUBLIC_PREFIXES):
                 user = self.authn.authenticate(request)
                 if user is None:
                     raise errors.unauthorized()
                 request[USER] = user
                 csr.REQUEST_USER.set(user)
-            resp = await handler(request)
+            resp = await self._route(request)
             code = resp.status
             return resp
         except errors.ApiError as e:
@@ -436,6 +450,18 @@ class ApiServer:
         if method == "DELETE":
             return await rest.delete(request, r, ns, name)
         raise errors.method_not_allowed()
+
+
+async def _expect(request: web.BaseRequest) -> None:
+    """`Expect: 100-continue` (curl sends it with larger bodies): say go ahead, as aiohttp's
+    router does for its routes."""
+    if request.version != aiohttp.HttpVersion11:
+        return
+    expect = request.headers["Expect"]
+    if expect.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the answer's body has not started yet
 
 
 def _http_error(e: web.HTTPException) -> errors.ApiError:

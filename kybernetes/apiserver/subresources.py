@@ -71,6 +71,31 @@ def to_scale(r: Resource, obj: dict) -> dict:
             "spec": {"replicas": _get_path(obj, spec_path) or 0}, "status": status}
 
 
+def bound_pod(current: dict, name: str, node: str, annotations: dict | None, now: str) -> dict:
+    """The pod after a Binding to `node`: a new object sharing every part of `current` that
+    the binding leaves alone (current, the cached object, is never changed: a full copy of
+    the pod on every binding showed in profiles)."""
+    meta = current["metadata"]
+    if meta.get("deletionTimestamp"):
+        raise errors.conflict("pods", name, "", "pod is being deleted, cannot be assigned to a host")
+    spec = current.get("spec") or {}
+    assigned = spec.get("nodeName")
+    if assigned:
+        raise errors.conflict("pods", name, "",
+                              f"pod {name} is already assigned to node \"{assigned}\"")
+    new = dict(current)
+    new["metadata"] = meta = dict(meta)  # the write sets its resourceVersion
+    new["spec"] = dict(spec, nodeName=node)
+    status = new["status"] = dict(current.get("status") or {})
+    conds = [c for c in (status.get("conditions") or []) if c.get("type") != "PodScheduled"]
+    conds.append({"type": "PodScheduled", "status": "True",
+                  "lastProbeTime": None, "lastTransitionTime": now})
+    status["conditions"] = conds
+    if annotations:
+        meta["annotations"] = dict(meta.get("annotations") or {}, **annotations)
+    return new
+
+
 class Subresources:
     def __init__(self, rest: Rest):
         self.rest = rest
@@ -164,27 +189,13 @@ class Subresources:
             raise errors.invalid("Binding", name or "", [{"reason": "FieldValueRequired",
                                  "field": "target.name", "message": "Required value"}])
         pods = self.rest.registry.get("", "v1", "pods")
+        annotations = (body.get("metadata") or {}).get("annotations")
 
         async def mutate(current: dict) -> dict:
-            meta = current["metadata"]
-            if meta.get("deletionTimestamp"):
-                raise errors.conflict("pods", name, "", "pod is being deleted, cannot be assigned to a host")
-            node = (current.get("spec") or {}).get("nodeName")
-            if node:
-                raise errors.conflict("pods", name, "",
-                                      f"pod {name} is already assigned to node \"{node}\"")
-            current.setdefault("spec", {})["nodeName"] = target
-            conds = [c for c in (current.setdefault("status", {}).get("conditions") or [])
-                     if c.get("type") != "PodScheduled"]
-            conds.append({"type": "PodScheduled", "status": "True",
-                          "lastProbeTime": None, "lastTransitionTime": now_rfc3339()})
-            current["status"]["conditions"] = conds
-            ann = (body.get("metadata") or {}).get("annotations")
-            if ann:
-                meta.setdefault("annotations", {}).update(ann)
-            return current
+            return bound_pod(current, name, target, annotations, now_rfc3339())
 
-        await self.rest.objects.update(pods, ns, name, mutate, dry_run=dry_run(request.query))
+        await self.rest.objects.update(pods, ns, name, mutate, dry_run=dry_run(request.query),
+                                       shared=True)
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
                               "status": "Success", "code": 201}, 201)
 

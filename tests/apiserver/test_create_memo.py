@@ -61,6 +61,20 @@ def test_same_shape_reuses_exactly_what_a_fresh_computation_gives(n1, n2, u1, u2
     assert tracked(second) == fresh(second)  # a memo hit: names and uids differ only
 
 
+def test_a_created_object_owns_its_entries():
+    """Reused entries are the object's own: changing one object's entries (a later write
+    stamping its time) changes neither the memo nor another object's."""
+    patching._CREATE_MEMO.clear()
+    objs = [pod(n, n, "owner-1", {"app": "x"}, [80]) for n in ("a", "b", "c")]
+    for obj in objs[:2]:
+        patching.track_update(PODS, None, obj, REQUEST)
+    entries = objs[1]["metadata"]["managedFields"]
+    entries[0]["time"] = "changed"
+    entries.append({"manager": "other"})
+    assert [e["time"] for e in objs[0]["metadata"]["managedFields"]] != ["changed"]
+    assert tracked(objs[2]) == fresh(objs[2])
+
+
 def test_a_list_key_value_is_part_of_the_shape():
     """ownerReferences are keyed by uid: another owner is another field set, not a memo hit."""
     patching._CREATE_MEMO.clear()
