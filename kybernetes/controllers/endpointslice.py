@@ -122,30 +122,35 @@ def plan(desired: dict[tuple, tuple[list[dict], dict[str, dict]]], existing: lis
             continue
         s = dict(s, endpoints=kept)
         (updates if changed else keep).append(s)
-    # New endpoints fill slices that change anyway, then new slices.
+    # New endpoints fill slices that change anyway (fullest first), then full new slices; a
+    # remainder under a slice's worth goes into the unchanged slice it fills best, else a new
+    # one (reconcileByPortMapping does the same: full slices are cut before the remainder is
+    # fitted, so 11 existing + 109 new gives 100 + 20, not 11 + 100 + 9).
     creates: list[dict] = []
     for pk, eps in remaining.items():
         todo = list(eps.values())
         ports = desired[pk][0]
-        for s in updates:
+        for s in sorted(updates, key=lambda s: -len(s["endpoints"])):
             if not todo:
                 break
             if ports_key(s.get("ports")) == pk and len(s["endpoints"]) < max_per_slice:
                 room = max_per_slice - len(s["endpoints"])
                 s["endpoints"] = s["endpoints"] + todo[:room]
                 todo = todo[room:]
-        # An unchanged slice with room takes a small remainder rather than a new slice.
-        for s in sorted(keep, key=lambda s: -len(s["endpoints"])):
-            if todo and ports_key(s.get("ports")) == pk \
-                    and len(s["endpoints"]) + len(todo) <= max_per_slice:
-                s["endpoints"] = s["endpoints"] + todo
-                todo = []
-                keep.remove(s)
-                updates.append(s)
-                break
         while todo:
-            creates.append({"ports": ports, "endpoints": todo[:max_per_slice]})
-            todo = todo[max_per_slice:]
+            target = None
+            if len(todo) < max_per_slice:
+                fits = [s for s in keep if ports_key(s.get("ports")) == pk
+                        and len(s["endpoints"]) + len(todo) <= max_per_slice]
+                target = max(fits, key=lambda s: len(s["endpoints"]), default=None)
+            if target is not None:
+                target["endpoints"] = target["endpoints"] + todo
+                todo = []
+                keep.remove(target)
+                updates.append(target)
+            else:
+                creates.append({"ports": ports, "endpoints": todo[:max_per_slice]})
+                todo = todo[max_per_slice:]
     # Reuse a slice being deleted instead of creating one (fewer writes, same name).
     while creates and deletes:
         s = deletes.pop()

@@ -66,6 +66,11 @@ def test_plan_places_each_endpoint_once(want, existing_ids, not_ready):
     else:
         # No more slices than needed beyond the ones kept in place.
         assert len(creates) <= -(-len(want) // 100)
+        # Only a remainder is created short of full, and only when no untouched slice had room.
+        partial = [s for s in creates if len(s["endpoints"]) < 100]
+        assert len(partial) <= 1
+        for p in partial:
+            assert all(len(s["endpoints"]) + len(p["endpoints"]) > 100 for s in untouched)
 
 
 def test_unchanged_endpoints_cause_no_writes():
@@ -76,6 +81,18 @@ def test_unchanged_endpoints_cause_no_writes():
     desired = {PK: (PORTS, {"u1": ep(1), "u2": ep(2, False)})}
     creates, updates, deletes = plan(desired, existing)
     assert (creates, deletes) == ([], []) and [u["metadata"]["name"] for u in updates] == ["s0"]
+
+
+def test_remainder_goes_into_unchanged_slice_after_full_slices():
+    # 11 endpoints in place, 109 new: one full new slice, the other 9 join the existing slice
+    # (as upstream's reconcileByPortMapping), not 11 + 100 + 9.
+    existing = [{"metadata": {"name": "s0"}, "ports": PORTS, "endpoints": [ep(i) for i in range(11)]}]
+    desired = {PK: (PORTS, {f"u{i}": ep(i) for i in range(120)})}
+    creates, updates, deletes = plan(desired, existing)
+    assert [len(s["endpoints"]) for s in creates] == [100] and deletes == []
+    assert [(u["metadata"]["name"], len(u["endpoints"])) for u in updates] == [("s0", 20)]
+    placed = {endpoint_key(e) for s in creates + updates for e in s["endpoints"]}
+    assert placed == set(desired[PK][1])
 
 
 def test_terminating_pod_is_not_ready_but_serving():
@@ -151,6 +168,8 @@ async def test_slices_follow_pods(apiserver, controller_manager, client, ns):
         eps = [e for s in items for e in s.get("endpoints") or []]
         return items if len(eps) == 120 else None
     items = await until(all_there)
+    # Exactly two slices however the pods arrive in batches: a short slice is only created when
+    # no existing one can take the remainder, so three slices would need pairwise sums over 100.
     assert len(items) == 2 and all(len(s["endpoints"]) <= 100 for s in items)
     for s in items:
         assert s["addressType"] == "IPv4"
