@@ -284,23 +284,13 @@ def clean(value: object, node: Node) -> bool:
             if value.get(key) is None:
                 return False
         return True
-    if kind == MAP:
-        if not isinstance(value, dict):
+    if kind == MAP or kind == ARRAY:
+        if not isinstance(value, dict if kind == MAP else list):
             return False
         item = node.item
         if item is None or item.kind == ANY:
             return True
-        for sub in value.values():
-            if not clean(sub, item):
-                return False
-        return True
-    if kind == ARRAY:
-        if not isinstance(value, list):
-            return False
-        item = node.item
-        if item is None or item.kind == ANY:
-            return True
-        for sub in value:
+        for sub in (value.values() if kind == MAP else value):
             if not clean(sub, item):
                 return False
         return True

@@ -106,6 +106,17 @@ async def outcome(coro):
         return "error" if "duplicate key" in str(e) else repr(e)
 
 
+async def _reopened_matches(path, m) -> None:
+    """The file, opened again, holds the model's revision and data."""
+    store = await SqliteStore(path).open()
+    try:
+        assert await store.current_revision() == m.rev
+        everything = await store.range("")
+        assert everything.kvs == [m.data[k] for k in sorted(m.data, key=str.encode)]
+    finally:
+        await store.close()
+
+
 async def check(ops, path: str) -> None:
     m = Model()
     store = await SqliteStore(path, history_seconds=3600).open()
@@ -172,13 +183,7 @@ async def check(ops, path: str) -> None:
     finally:
         await store.close()
     # the same history after reopening the file
-    store = await SqliteStore(path).open()
-    try:
-        assert await store.current_revision() == m.rev
-        everything = await store.range("")
-        assert everything.kvs == [m.data[k] for k in sorted(m.data, key=str.encode)]
-    finally:
-        await store.close()
+    await _reopened_matches(path, m)
 
 
 @settings(max_examples=80, deadline=None)
@@ -257,13 +262,7 @@ async def check_groups(groups, path: str) -> None:
                 assert got.kvs == [state[k] for k in sorted(state, key=str.encode)], rev
     finally:
         await store.close()
-    store = await SqliteStore(path).open()
-    try:
-        assert await store.current_revision() == m.rev
-        everything = await store.range("")
-        assert everything.kvs == [m.data[k] for k in sorted(m.data, key=str.encode)]
-    finally:
-        await store.close()
+    await _reopened_matches(path, m)
 
 
 @settings(max_examples=60, deadline=None)
