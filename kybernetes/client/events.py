@@ -13,12 +13,12 @@ Writes happen in background tasks this recorder owns; writes of one Event are ke
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import socket
 import time
 from collections import OrderedDict
 
+from kybernetes.api.clock import now_rfc3339 as _now
 from kybernetes.api.errors import ApiError
 
 from .rest import Client, resource
@@ -36,16 +36,6 @@ MAX_PENDING = 1000               # upstream maxQueuedEvents: beyond this, events
 _COMBINED = "(combined from similar events): "
 
 
-_stamp: tuple[int, str] = (-1, "")
-
-
-def _now() -> str:
-    """RFC 3339 to the second, formatted once per second (every event asks for it)."""
-    global _stamp
-    sec = int(time.time())
-    if sec != _stamp[0]:
-        _stamp = (sec, dt.datetime.fromtimestamp(sec, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return _stamp[1]
 
 
 class _LRU(OrderedDict):
