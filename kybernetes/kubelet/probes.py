@@ -216,11 +216,12 @@ class ProbeManager:
                 oks, fails = 0, fails + 1
                 self.event(pod, "Warning", "Unhealthy", f"{kind} probe failed: {r.message}".strip())
             if kind == "Readiness":
-                if r.ok and oks >= need_ok and not cp.ready:
-                    cp.ready = True
-                    self.notify(pod["metadata"]["uid"])
-                elif not r.ok and fails >= need_fail and cp.ready:
-                    cp.ready = False
+                if (r.ok and oks >= need_ok) if not cp.ready else (not r.ok and fails >= need_fail):
+                    cp.ready = not cp.ready
+                    log.info("pod %s/%s container %s: readiness %s (%s)",
+                             pod["metadata"].get("namespace"), pod["metadata"]["name"], c["name"],
+                             "passed" if cp.ready else "failed",
+                             r.message[:200].strip() or "no output")
                     self.notify(pod["metadata"]["uid"])
             elif kind == "Startup":
                 if r.ok:

@@ -91,7 +91,9 @@ class Node:
         return p.read_text() if p.exists() else ""
 
 
-def wait_for(fn, timeout: float = 60, interval: float = 0.3, what: str = "condition"):
+def wait_for(fn, timeout: float = 60, interval: float = 0.3, what: str = "condition",
+             explain=None):
+    """fn() until it is truthy; on timeout, the message adds explain() (what the node saw)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -99,7 +101,22 @@ def wait_for(fn, timeout: float = 60, interval: float = 0.3, what: str = "condit
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    detail = f"\n{explain()}" if explain else ""
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}{detail}")
+
+
+def pod_story(node, ns: str, name: str, log_lines: int = 60) -> str:
+    """A pod's status, its events and the agent log's tail: for failure messages."""
+    import json
+    status = node.kubectl("get", "pod", name, "-n", ns, "-o", "json", check=False)
+    try:
+        status = json.dumps(json.loads(status).get("status"), indent=1)
+    except ValueError:
+        pass
+    evs = "\n".join(f"{e.get('lastTimestamp')} {e['reason']} x{e.get('count')}: {e['message']}"
+                    for e in events(node, ns, name))
+    tail = "\n".join(node.log().splitlines()[-log_lines:])
+    return f"status: {status}\nevents:\n{evs}\nagent log:\n{tail}"
 
 
 # ---- small helpers shared by the node tests ----

@@ -12,8 +12,8 @@ import json
 import pytest
 
 from kybernetes.kubelet import probes
-from kubelet_node import (NODE, apply, busybox_pod, events, get_pod, new_namespace, running,
-                          wait_for)
+from kubelet_node import (NODE, apply, busybox_pod, events, get_pod, new_namespace, pod_story,
+                          running, wait_for)
 
 
 def _cond(pod: dict, type_: str) -> str | None:
@@ -95,11 +95,12 @@ def test_readiness_probe_gates_ready_condition(node):
     assert pod["status"]["containerStatuses"][0]["ready"] is False
     node.kubectl("exec", "ready", "-n", ns, "--", "sh", "-c", "echo ok > /w/ok.txt")
     pod = wait_for(lambda: _cond(p := get_pod(node, ns, "ready"), "Ready") == "True" and p,
-                   what="Ready")
+                   what="Ready", explain=lambda: pod_story(node, ns, "ready"))
     assert _cond(pod, "ContainersReady") == "True"
     assert pod["status"]["containerStatuses"][0]["ready"] is True
     node.kubectl("exec", "ready", "-n", ns, "--", "rm", "/w/ok.txt")
-    wait_for(lambda: _cond(get_pod(node, ns, "ready"), "Ready") == "False", what="not Ready")
+    wait_for(lambda: _cond(get_pod(node, ns, "ready"), "Ready") == "False", what="not Ready",
+             explain=lambda: pod_story(node, ns, "ready"))
     assert any(e["reason"] == "Unhealthy" and e["message"].startswith("Readiness probe failed: ")
                for e in events(node, ns, "ready"))
     assert get_pod(node, ns, "ready")["status"].get("containerStatuses", [{}])[0]["restartCount"] == 0
