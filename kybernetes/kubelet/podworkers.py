@@ -149,7 +149,12 @@ class PodWorkers:
                 delay = await self.sync(uid)
                 log.debug("synced pod %s in %.3fs", uid[:8], time.monotonic() - t0)
             except asyncio.CancelledError:
-                raise
+                if asyncio.current_task().cancelling():
+                    raise
+                # A library's own CancelledError (no one cancelled this task): an error like any
+                # other, or the pod would never be synced again.
+                log.exception("syncing pod %s", uid)
+                delay = 2.0
             except Exception:
                 log.exception("syncing pod %s", uid)
                 delay = 2.0

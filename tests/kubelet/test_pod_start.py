@@ -129,3 +129,34 @@ async def test_a_burst_is_started_a_few_at_a_time_and_the_waiting_ones_show_cont
         assert workers._wake["uid-p0"].is_set()
     finally:
         await workers.stop()
+
+
+class FlakySink(StatusSink):
+    """Its first patch raises CancelledError though nobody cancelled the caller (as a library's
+    internal cancellation can)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raised = False
+
+    async def patch(self, resource, name, body, namespace, subresource=None):
+        if not self.raised:
+            self.raised = True
+            raise asyncio.CancelledError()
+        return await super().patch(resource, name, body, namespace, subresource)
+
+
+async def test_a_stray_cancelled_error_does_not_end_the_pods_worker(tmp_path, monkeypatch):
+    monkeypatch.setattr("kybernetes.kubelet.podworkers.RESYNC", 0.05)
+    cri, api = MemoryCRI(), FlakySink()
+    workers = PodWorkers(api, cri, node_name="n1", host_ip="192.0.2.1", logs_root=str(tmp_path))
+    try:
+        workers.upsert(_pod("p"))
+        for _ in range(300):
+            if any(s["phase"] == "Running" for _, s in api.patches):
+                break
+            await asyncio.sleep(0.02)
+        assert api.raised and [s["phase"] for _, s in api.patches] == ["Running"]
+        assert not workers._tasks["uid-p"].done()
+    finally:
+        await workers.stop()
