@@ -24,6 +24,7 @@ from . import convert  # conversion: see convert.py
 from .objects import Objects, now_rfc3339
 from .request import (Accept, bool_param, decode_body, decode_kind, dry_run, int_param,
                       media_type, parse_accept, require_object)
+from .response import SMALL, JsonResponse
 from .watchcache import CachedEvent, WatchCache
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,11 @@ _BATCH = 256  # most watch events in one write
 _JSON_HEADERS = CIMultiDict({"Content-Type": "application/json"})
 
 
-def json_response(body: dict | bytes, status: int = 200, headers: dict | None = None) -> web.Response:
+def json_response(body: dict | bytes, status: int = 200,
+                  headers: dict | None = None) -> web.Response | JsonResponse:
     data = body if isinstance(body, bytes) else orjson.dumps(body)
+    if len(data) <= SMALL:
+        return JsonResponse(data, status, headers)
     if not headers:
         return web.Response(body=data, status=status, headers=_JSON_HEADERS)
     merged = CIMultiDict(_JSON_HEADERS)
