@@ -46,9 +46,11 @@ class JsonResponse:
             raise ConnectionResetError("the client went away")
         self.keep_alive = request.keep_alive
         body = b"" if request.method == "HEAD" else self.body
-        transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+        # An HTTP/1.0 client hears 1.0 back (as aiohttp and Go's server answer it).
+        minor = 0 if request.version < (1, 1) else 1
+        transport.write(b"HTTP/1.%d %d %s\r\nContent-Type: application/json\r\n"
                         b"Content-Length: %d\r\nDate: %s\r\n%s%s\r\n%s" % (
-                            self.status, _REASONS.get(self.status, b"Unknown"), len(self.body),
+                            minor, self.status, _REASONS.get(self.status, b"Unknown"), len(self.body),
                             _http_date(), self.extra,
                             b"" if self.keep_alive else b"Connection: close\r\n", body))
 
