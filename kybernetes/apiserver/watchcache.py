@@ -82,7 +82,11 @@ class WatchCache:
         self.objects: dict[str, dict] = {}
         self.values: dict[str, bytes] = {}  # the stored bytes of each object
         self._expected: dict[str, tuple[bytes, dict]] = {}  # key → (bytes being written, object)
-        self._keys: list[str] = []  # self.objects' keys, sorted: a list is a bisect, not a scan
+        # self.objects' keys, sorted (a list is a bisect, not a scan). Writes only note what
+        # came and went; the next list merges (inserting into a long list costs every create).
+        self._keys: list[str] = []
+        self._added: set[str] = set()
+        self._removed: set[str] = set()
         self._encoded: dict[str, tuple[dict, bytes]] = {}  # JSON of listed objects, reused
         self.revision = 0
         self.history: deque[CachedEvent] = deque(maxlen=history)
@@ -124,6 +128,8 @@ class WatchCache:
         self.objects = objects
         self.values = values
         self._keys = sorted(objects)
+        self._added.clear()
+        self._removed.clear()
         self._encoded.clear()
         self._expected.clear()
         self.revision = revision
@@ -167,7 +173,7 @@ class WatchCache:
             self.objects[key] = obj
             self.values[key] = value
             if prev is None:
-                bisect.insort(self._keys, key)
+                self._added.add(key)
             ce = CachedEvent("MODIFIED" if prev is not None else "ADDED", key, rev, obj, prev)
         else:
             if prev is None:
@@ -175,7 +181,8 @@ class WatchCache:
                 return
             del self.objects[key]
             self.values.pop(key, None)
-            del self._keys[bisect.bisect_left(self._keys, key)]
+            self._added.discard(key)
+            self._removed.add(key)
             last = dict(prev)
             last["metadata"] = dict(prev["metadata"], resourceVersion=str(rev))
             ce = CachedEvent("DELETED", key, rev, last, prev)
@@ -211,6 +218,15 @@ class WatchCache:
 
     def keys(self, prefix: str) -> list[str]:
         keys = self._keys
+        if self._added or self._removed:
+            if self._removed:  # first: a key gone and back is in both sets
+                gone = self._removed
+                keys = [k for k in keys if k not in gone]
+            if self._added:
+                keys = keys + sorted(self._added)
+                keys.sort()  # two sorted runs: a linear merge
+            self._keys = keys
+            self._added, self._removed = set(), set()
         lo = bisect.bisect_left(keys, prefix)
         hi = bisect.bisect_left(keys, _after(prefix), lo) if prefix else len(keys)
         return keys[lo:hi]
