@@ -119,14 +119,23 @@ _CREATE_MEMO: dict[tuple, list] = {}
 _MEMO_SIZE = 512
 
 
+# A scalar's shape by its type: (when empty/false/zero, otherwise).
+_SCALAR_SHAPES = {t: (f"\0{t.__name__}0", f"\0{t.__name__}1") for t in (str, int, float, bool)}
+_SCALAR_SHAPES[type(None)] = (None, None)
+
+
 def _shape_of(value):
-    if isinstance(value, dict):
-        return {k: _shape_of(v) for k, v in value.items()}
     if isinstance(value, list):
         return ["\0list", *value]  # kept whole; the marker keeps it apart from any scalar
-    if value is None:
-        return None
-    return f"\0{type(value).__name__}{1 if value else 0}"
+    if not isinstance(value, dict):
+        marks = _SCALAR_SHAPES.get(type(value))
+        return marks[1 if value else 0] if marks else f"\0{type(value).__name__}{1 if value else 0}"
+    out = {}
+    scalars = _SCALAR_SHAPES
+    for k, v in value.items():
+        marks = scalars.get(type(v))  # scalars inline: they are most of an object's leaves
+        out[k] = marks[1 if v else 0] if marks is not None else _shape_of(v)
+    return out
 
 
 def _create_memo_key(r: Resource, old: dict | None, new: dict, manager: str, ref,
