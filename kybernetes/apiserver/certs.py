@@ -57,6 +57,8 @@ class CertificateAuthority:
                                              key_encipherment=False, data_encipherment=False,
                                              key_agreement=False, encipher_only=False,
                                              decipher_only=False), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()),
+                               critical=False)
                 .sign(self.key, hashes.SHA256())
             )
             _write_private(self.key_path, _key_pem(self.key))
@@ -85,7 +87,16 @@ class CertificateAuthority:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + _TEN_YEARS)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
+                                         content_commitment=False, data_encipherment=False,
+                                         key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            # Key identifiers: verifiers in strict mode (Python 3.13's default) require them.
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                self.cert.public_key()), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                           critical=False)
         )
         sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
         sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]

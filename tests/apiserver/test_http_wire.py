@@ -113,3 +113,26 @@ def test_a_head_answer_has_no_body(server):
         assert status == 405 and int(headers["content-length"]) > 0
         status2, _, body2 = r.response()
         assert status2 == 200 and json.loads(body2)["kind"] == "Namespace"
+
+
+def test_certificates_pass_strict_verification(server):
+    """Python 3.13 verifies in strict mode by default (VERIFY_X509_STRICT): a CA needs a subject
+    key identifier, every certificate it issues an authority key identifier naming it."""
+    from cryptography import x509
+
+    tls = server.data_dir / "tls"
+    ctx = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+    ctx.check_hostname = False
+    ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    ctx.load_cert_chain(str(tls / "admin.crt"), str(tls / "admin.key"))
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), timeout=10)) as s:
+        s.sendall(_get("/version", "Connection: close"))
+        assert Reader(s).response()[0] == 200
+    ca = x509.load_pem_x509_certificate((tls / "ca.crt").read_bytes())
+    ca_ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    issued = [p for p in tls.glob("*.crt") if p.name != "ca.crt"]
+    assert len(issued) >= 2  # the serving certificate and the admin's at least
+    for path in issued:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        assert aki.key_identifier == ca_ski, path.name
