@@ -74,6 +74,15 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
+async def read_body(request) -> bytes:
+    """The request's body. One the parser already holds whole (nearly every API call) is taken
+    in one piece; BaseRequest.read() loops over readany() and copies it twice."""
+    payload = request.content
+    if payload.is_eof():
+        return payload.read_nowait(-1)
+    return await request.read()
+
+
 def decode_body(body: bytes, content_type: str | None) -> dict:
     """JSON, YAML or Kubernetes protobuf → a dict. Bad input → 400/415 Status."""
     if len(body) > MAX_BODY:

@@ -23,7 +23,7 @@ from . import admission, patching
 from . import convert  # conversion: see convert.py
 from .objects import Objects, now_rfc3339
 from .request import (Accept, bool_param, decode_body, decode_kind, dry_run, int_param,
-                      media_type, parse_accept, require_object)
+                      media_type, parse_accept, read_body, require_object)
 from .response import SMALL, JsonResponse
 from .watchcache import CachedEvent, WatchCache
 
@@ -56,6 +56,23 @@ def json_response(body: dict | bytes, status: int = 200,
     return web.Response(body=data, status=status, headers=merged)
 
 
+# Field sets of stored objects (never changed in place), by identity: each watch with a field
+# selector asks for the same event's object, and a change's previous state was asked for when
+# it was new. The entry holds the object, so its id cannot be reused while it is here.
+_FIELD_SETS: dict[int, tuple[dict, str, dict]] = {}
+
+
+def _field_set(kind: str, obj: dict) -> dict:
+    hit = _FIELD_SETS.get(id(obj))
+    if hit is not None and hit[0] is obj and hit[1] == kind:
+        return hit[2]
+    fields = field_set(kind, obj)
+    if len(_FIELD_SETS) >= 4096:
+        _FIELD_SETS.clear()
+    _FIELD_SETS[id(obj)] = (obj, kind, fields)
+    return fields
+
+
 class Selectors:
     def __init__(self, query, r: Resource):
         try:
@@ -76,7 +93,7 @@ class Selectors:
         meta = obj.get("metadata") or {}
         if not self.labels.matches(meta.get("labels") or {}):
             return False
-        return self.fields.empty() or self.fields.matches(field_set(self.kind, obj))
+        return self.fields.empty() or self.fields.matches(_field_set(self.kind, obj))
 
     def name_only(self) -> str | None:
         """`metadata.name=X` selects one key: no need to scan the collection."""
@@ -307,7 +324,7 @@ class Rest:
     async def create(self, request: web.Request, r: Resource, ns: str | None) -> web.Response:
         q = request.query
         accept = parse_accept(request.headers.get("Accept"))
-        obj = require_object(decode_body(await request.read(), request.headers.get("Content-Type")))
+        obj = require_object(decode_body(await read_body(request), request.headers.get("Content-Type")))
         admission.check_type(r, obj)
         warnings, complete = admission.field_check_walked(r, obj, q.get("fieldValidation", "Strict"))
         if r.namespaced:
@@ -352,7 +369,7 @@ class Rest:
                      subresource: str | None = None) -> web.Response:
         q = request.query
         accept = parse_accept(request.headers.get("Accept"))
-        body = require_object(decode_body(await request.read(), request.headers.get("Content-Type")))
+        body = require_object(decode_body(await read_body(request), request.headers.get("Content-Type")))
         admission.check_type(r, body)
         warnings = admission.field_check(r, body, q.get("fieldValidation", "Strict"))
         meta = body.get("metadata") or {}
@@ -388,7 +405,7 @@ class Rest:
         q = request.query
         accept = parse_accept(request.headers.get("Accept"))
         ctype = media_type(request.headers.get("Content-Type"))
-        raw = await request.read()
+        raw = await read_body(request)
         if ctype == patching.APPLY:
             return await patching.server_side_apply(self, request, r, ns, name, raw, accept)
         patch = patching.decode_patch(raw, ctype)
@@ -625,7 +642,7 @@ def _decode_continue(token: str, prefix: str) -> tuple[int, str]:
 
 
 async def _delete_options(request: web.Request) -> dict:
-    body = await request.read()
+    body = await read_body(request)
     opts: dict = {}
     if body.strip():
         opts = decode_kind(body, request.headers.get("Content-Type"), "DeleteOptions", ("v1",))

@@ -13,7 +13,8 @@ from kybernetes.api.registry import Resource
 from . import admission, csr, patching
 from .authn import User
 from .objects import now_rfc3339
-from .request import check_kind, decode_kind, dry_run, media_type, parse_accept, require_object
+from .request import (check_kind, decode_kind, dry_run, media_type, parse_accept, read_body,
+                      require_object)
 from .rest import Rest, json_response
 
 _SCALE_KIND = ("Scale", ("autoscaling/v1",))
@@ -123,7 +124,7 @@ class Subresources:
         raise errors.method_not_allowed()
 
     async def _scale(self, request: web.Request, r: Resource, ns, name, method: str) -> web.Response:
-        raw = await request.read()
+        raw = await read_body(request)
         ctype = media_type(request.headers.get("Content-Type"))
         spec_path = r.scale_paths[0] if r.scale_paths else _SCALE["spec"]
 
@@ -162,7 +163,7 @@ class Subresources:
         return json_response(to_scale(r, out))
 
     async def _finalize(self, request: web.Request, r: Resource, name: str) -> web.Response:
-        body = decode_kind(await request.read(), request.headers.get("Content-Type"),
+        body = decode_kind(await read_body(request), request.headers.get("Content-Type"),
                            "Namespace", ("v1",))
         finalizers = (body.get("spec") or {}).get("finalizers") or []
 
@@ -181,7 +182,7 @@ class Subresources:
 
     async def binding(self, request: web.Request, ns: str, pod_name: str | None) -> web.Response:
         """pods/NAME/binding or bindings: set spec.nodeName once (the scheduler's write)."""
-        body = decode_kind(await request.read(), request.headers.get("Content-Type"),
+        body = decode_kind(await read_body(request), request.headers.get("Content-Type"),
                            "Binding", ("v1",))
         name = pod_name or (body.get("metadata") or {}).get("name")
         target = (body.get("target") or {}).get("name")
@@ -200,7 +201,7 @@ class Subresources:
                               "status": "Success", "code": 201}, 201)
 
     async def eviction(self, request: web.Request, ns: str, name: str) -> web.Response:
-        body = decode_kind(await request.read(), request.headers.get("Content-Type"),
+        body = decode_kind(await read_body(request), request.headers.get("Content-Type"),
                            "Eviction", _EVICTION_VERSIONS)
         pods = self.rest.registry.get("", "v1", "pods")
         opts = dict(body.get("deleteOptions") or {})
@@ -212,7 +213,7 @@ class Subresources:
 
     async def token(self, request: web.Request, r: Resource, ns: str, name: str) -> web.Response:
         """serviceaccounts/NAME/token: a TokenRequest answered with a signed JWT."""
-        body = decode_kind(await request.read(), request.headers.get("Content-Type"),
+        body = decode_kind(await read_body(request), request.headers.get("Content-Type"),
                            "TokenRequest", ("authentication.k8s.io/v1",))
         sa = await self.rest.objects.get(r, ns, name)
         spec = body.get("spec") or {}
@@ -236,7 +237,7 @@ class Subresources:
         return json_response(out, 201)
 
     async def review(self, request: web.Request, r: Resource, user: User, authz) -> web.Response:
-        body = decode_kind(await request.read(), request.headers.get("Content-Type"),
+        body = decode_kind(await read_body(request), request.headers.get("Content-Type"),
                            r.kind, (r.api_version,))
         admission.check_type(r, body)
         out = copy.deepcopy(body)
