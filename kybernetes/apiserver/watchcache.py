@@ -83,10 +83,10 @@ class WatchCache:
         self.values: dict[str, bytes] = {}  # the stored bytes of each object
         self._expected: dict[str, tuple[bytes, dict]] = {}  # key → (bytes being written, object)
         # self.objects' keys, sorted (a list is a bisect, not a scan). Writes only note what
-        # came and went; the next list merges (inserting into a long list costs every create).
+        # came and went, by resource; a list whose range has such notes merges them first
+        # (inserting into a long list cost every create; a list of one resource stays cheap).
         self._keys: list[str] = []
-        self._added: set[str] = set()
-        self._removed: set[str] = set()
+        self._changed: dict[str, tuple[set[str], set[str]]] = {}  # resource → (added, removed)
         self._encoded: dict[str, tuple[dict, bytes]] = {}  # JSON of listed objects, reused
         self.revision = 0
         self.history: deque[CachedEvent] = deque(maxlen=history)
@@ -128,8 +128,7 @@ class WatchCache:
         self.objects = objects
         self.values = values
         self._keys = sorted(objects)
-        self._added.clear()
-        self._removed.clear()
+        self._changed.clear()
         self._encoded.clear()
         self._expected.clear()
         self.revision = revision
@@ -173,7 +172,7 @@ class WatchCache:
             self.objects[key] = obj
             self.values[key] = value
             if prev is None:
-                self._added.add(key)
+                self._changes(key)[0].add(key)
             ce = CachedEvent("MODIFIED" if prev is not None else "ADDED", key, rev, obj, prev)
         else:
             if prev is None:
@@ -181,8 +180,9 @@ class WatchCache:
                 return
             del self.objects[key]
             self.values.pop(key, None)
-            self._added.discard(key)
-            self._removed.add(key)
+            added, removed = self._changes(key)
+            added.discard(key)
+            removed.add(key)
             last = dict(prev)
             last["metadata"] = dict(prev["metadata"], resourceVersion=str(rev))
             ce = CachedEvent("DELETED", key, rev, last, prev)
@@ -216,17 +216,26 @@ class WatchCache:
         objects = self.objects
         return [(k, objects[k]) for k in self.keys(prefix)], self.revision
 
+    def _changes(self, key: str) -> tuple[set[str], set[str]]:
+        # The resource: /registry/<group>/<plural>/ (keys always have it).
+        resource = key[:key.find("/", key.find("/", 10) + 1) + 1] or key
+        changes = self._changed.get(resource)
+        if changes is None:
+            changes = self._changed[resource] = (set(), set())
+        return changes
+
     def keys(self, prefix: str) -> list[str]:
-        keys = self._keys
-        if self._added or self._removed:
-            if self._removed:  # first: a key gone and back is in both sets
-                gone = self._removed
-                keys = [k for k in keys if k not in gone]
-            if self._added:
-                keys = keys + sorted(self._added)
+        if any(r.startswith(prefix) or prefix.startswith(r) for r in self._changed):
+            added = [k for a, _ in self._changed.values() for k in a]
+            gone = {k for _, r in self._changed.values() for k in r}
+            # Removed first: a key gone and back is in both.
+            keys = [k for k in self._keys if k not in gone] if gone else self._keys
+            if added:
+                keys = keys + sorted(added)
                 keys.sort()  # two sorted runs: a linear merge
             self._keys = keys
-            self._added, self._removed = set(), set()
+            self._changed = {}
+        keys = self._keys
         lo = bisect.bisect_left(keys, prefix)
         hi = bisect.bisect_left(keys, _after(prefix), lo) if prefix else len(keys)
         return keys[lo:hi]

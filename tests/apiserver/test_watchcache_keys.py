@@ -1,6 +1,7 @@
 """The watch cache's key index: whatever mix of creates, deletes, re-creates and lists came
 before, a list under a prefix is exactly the live keys with that prefix, in order (what etcd's
-range answers). Writes only note keys that came and went; a list merges them."""
+range answers). Writes only note keys that came and went, by resource; a list whose range has
+notes merges them."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from hypothesis import strategies as st
 
 from kybernetes.apiserver.watchcache import WatchCache
 
-KEYS = st.sampled_from([f"/registry/{kind}/ns{n}/o{i}" for kind in ("events", "pods", "podsx")
-                        for n in (1, 2) for i in range(4)])
-PREFIXES = st.sampled_from(["", "/registry/", "/registry/pods/", "/registry/pods/ns1/",
-                            "/registry/events/ns2/", "/registry/podsx/"])
+KEYS = st.sampled_from([f"/registry/{kind}/ns{n}/o{i}" for kind in
+                        ("core/events", "core/pods", "core/podsx", "apps/deployments")
+                        for n in (1, 2) for i in range(4)] + ["/registry/odd"])
+PREFIXES = st.sampled_from(["", "/registry/", "/registry/core/", "/registry/core/pods/",
+                            "/registry/core/pods/ns1/", "/registry/core/events/ns2/",
+                            "/registry/core/podsx/", "/registry/apps/deployments/ns1/o2",
+                            "/registry/odd"])
 STEPS = st.lists(st.one_of(st.tuples(st.just("put"), KEYS), st.tuples(st.just("delete"), KEYS),
                            st.tuples(st.just("list"), PREFIXES)), max_size=60)
 
@@ -45,3 +49,18 @@ def test_lists_see_exactly_the_live_keys_in_order(initial, steps):
             items, at = cache.list(arg)
             assert [k for k, _ in items] == cache.keys(arg) and at == cache.revision
     assert cache.keys("") == sorted(live)
+
+
+def test_a_list_of_an_untouched_resource_leaves_the_notes_alone():
+    """Every pod create asks for the PriorityClasses: that list must not merge the pods."""
+    cache = WatchCache(store=None)
+    cache._apply(_event("PUT", "/registry/scheduling.k8s.io/priorityclasses/high", 2))
+    assert cache.keys("/registry/scheduling.k8s.io/priorityclasses/") == \
+        ["/registry/scheduling.k8s.io/priorityclasses/high"]
+    for i in range(3):
+        cache._apply(_event("PUT", f"/registry/core/pods/ns/p{i}", 3 + i))
+    assert cache.keys("/registry/scheduling.k8s.io/priorityclasses/") == \
+        ["/registry/scheduling.k8s.io/priorityclasses/high"]
+    assert list(cache._changed) == ["/registry/core/pods/"]  # still only noted
+    assert cache.keys("/registry/core/pods/ns/") == [f"/registry/core/pods/ns/p{i}" for i in range(3)]
+    assert not cache._changed
