@@ -37,22 +37,35 @@ class JsonResponse:
 
     def __init__(self, body: bytes, status: int = 200, headers: dict | None = None) -> None:
         self.status, self.body, self.keep_alive = status, body, True
-        self.extra = b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) \
-            if headers else b""
+        self.extra = b"".join(f"{k}: {one_line(str(v))}\r\n".encode()
+                              for k, v in headers.items()) if headers else b""
 
     async def prepare(self, request: web.BaseRequest) -> None:
         transport = request.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client went away")
-        self.keep_alive = request.keep_alive
+        self.keep_alive = keep = request.keep_alive
         body = b"" if request.method == "HEAD" else self.body
-        # An HTTP/1.0 client hears 1.0 back (as aiohttp and Go's server answer it).
-        minor = 0 if request.version < (1, 1) else 1
+        # An HTTP/1.0 client hears 1.0 back (as aiohttp and Go's server answer it), and is told
+        # when the connection stays open; 1.1 is told when it closes.
+        old = request.version < (1, 1)
+        connection = (b"Connection: keep-alive\r\n" if old and keep else
+                      b"Connection: close\r\n" if not keep else b"")
         transport.write(b"HTTP/1.%d %d %s\r\nContent-Type: application/json\r\n"
                         b"Content-Length: %d\r\nDate: %s\r\n%s%s\r\n%s" % (
-                            minor, self.status, _REASONS.get(self.status, b"Unknown"), len(self.body),
-                            _http_date(), self.extra,
-                            b"" if self.keep_alive else b"Connection: close\r\n", body))
+                            0 if old else 1, self.status, _REASONS.get(self.status, b"Unknown"),
+                            len(self.body), _http_date(), self.extra, connection, body))
+        # Back-pressure as web.Response has it: a client that does not read stops us here
+        # (and so from reading its next pipelined request) once the transport is full.
+        await request.writer.drain()
 
     async def write_eof(self, data: bytes = b"") -> None:
         """Everything went out in prepare()."""
+
+
+_CONTROL = {c: " " for c in range(32) if c != 9}
+
+
+def one_line(value: str) -> str:
+    """A header value without CR, LF or other controls (Go's server turns them into spaces)."""
+    return value.translate(_CONTROL) if not value.isprintable() else value

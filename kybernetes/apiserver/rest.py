@@ -24,7 +24,7 @@ from . import convert  # conversion: see convert.py
 from .objects import Objects, now_rfc3339
 from .request import (Accept, bool_param, decode_body, decode_kind, dry_run, int_param,
                       media_type, parse_accept, read_body, require_object)
-from .response import SMALL, JsonResponse
+from .response import SMALL, JsonResponse, one_line
 from .watchcache import CachedEvent, WatchCache
 
 log = logging.getLogger(__name__)
@@ -608,8 +608,8 @@ def _partial(obj: dict) -> dict:
 def _warning_headers(warnings: list[str] | None) -> dict | None:
     if not warnings:
         return None
-    def quoted(w: str) -> str:
-        return w.replace("\\", "\\\\").replace('"', '\\"')
+    def quoted(w: str) -> str:  # user text (unknown field names) may hold line breaks
+        return one_line(w).replace("\\", "\\\\").replace('"', '\\"')
 
     return {"Warning": ", ".join(f'299 - "{quoted(w)}"' for w in warnings)}
 

@@ -102,6 +102,38 @@ def test_connection_close_and_http10_end_the_connection(server):
             assert r.closed()
 
 
+def test_http10_keep_alive_is_answered_as_such(server):
+    with _connect(server) as sock:
+        r = Reader(sock)
+        for _ in range(2):  # the connection stays usable
+            sock.sendall(_get("/api/v1/namespaces/default", "Connection: keep-alive",
+                              version="1.0"))
+            status, headers, body = r.response()
+            assert (status, r.version) == (200, "HTTP/1.0")
+            assert headers.get("connection", "").lower() == "keep-alive"
+
+
+def test_line_breaks_in_a_warning_cannot_split_the_answer(server):
+    """An unknown field's name comes back in a Warning header (fieldValidation=Warn): line
+    breaks in it become spaces (as Go's server writes header values), never a header or an
+    answer of the client's making."""
+    name = "cm-warn"
+    body = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+                       "x\r\nX-Injected: 1\r\n\r\nHTTP/1.1 200 OK": "v"}).encode()
+    with _connect(server) as sock:
+        r = Reader(sock)
+        sock.sendall(("POST /api/v1/namespaces/default/configmaps?fieldValidation=Warn HTTP/1.1\r\n"
+                      "Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      f"Content-Length: {len(body)}\r\n\r\n").encode() + body +
+                     _get("/version"))
+        status, headers, created = r.response()
+        assert status == 201 and json.loads(created)["metadata"]["name"] == name
+        assert "x-injected" not in headers
+        assert "unknown field" in headers["warning"] and "X-Injected: 1" in headers["warning"]
+        status2, _, version = r.response()  # the next answer is the real one, intact
+        assert status2 == 200 and "gitVersion" in json.loads(version)
+
+
 def test_a_head_answer_has_no_body(server):
     """Resources take no HEAD (405, as go-restful answers); the Status's length is announced
     but nothing follows the head: the next answer on the connection reads cleanly."""
