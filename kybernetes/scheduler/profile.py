@@ -53,6 +53,14 @@ class Profile:
         state["filters"] = [p for p in self.filter if p.name not in state.skip_filter]
         return None
 
+    def run_pre_filter_extension(self, state: CycleState, pi, other, ni, add: bool) -> None:
+        """Upstream RunPreFilterExtensionAddPod/RemovePod: the PreFilter plugins that ran (not
+        skipped) update their state for `other` joining or leaving node `ni`."""
+        for p in self.pre_filter:
+            fn = getattr(p, "add_pod" if add else "remove_pod", None)
+            if fn is not None and p.name not in state.skip_filter:
+                fn(state, pi, other, ni)
+
     def run_filters(self, state: CycleState, pi, ni) -> Status | None:
         for p in state["filters"]:
             st = p.filter(state, pi, ni)

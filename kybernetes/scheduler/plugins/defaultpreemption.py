@@ -74,9 +74,12 @@ class DefaultPreemption(Plugin):
         lower = [p for p in ni.pods.values() if p.priority < pi.priority]
         if not lower:
             return None, unresolvable(NO_VICTIMS)
-        trial = ni.clone()
+        # Upstream SelectVictimsOnNode: a copy of the node and of the cycle state, the PreFilter
+        # plugins told of each pod removed or put back (their counts follow the trial node).
+        trial, state = ni.clone(), state.clone()
         for p in lower:
             trial.remove_pod(p.key)
+            fw.run_pre_filter_extension(state, pi, p, trial, add=False)
         st = fw.run_filters(state, pi, trial)
         if st is not None:
             return None, st
@@ -95,8 +98,10 @@ class DefaultPreemption(Plugin):
         for group, counts in ((violating, True), (ok, False)):
             for p in group:
                 trial.add_pod(p)
+                fw.run_pre_filter_extension(state, pi, p, trial, add=True)
                 if fw.run_filters(state, pi, trial) is not None:
                     trial.remove_pod(p.key)
+                    fw.run_pre_filter_extension(state, pi, p, trial, add=False)
                     victims.append(p)
                     n_violations += counts
         return Candidate(ni.name, victims, n_violations), None

@@ -41,6 +41,25 @@ def _matcher(ns_labels: dict):
     return matches
 
 
+def _add_counts(into: dict, key: str, counts: dict | None) -> None:
+    if counts:
+        m = into.setdefault(key, {})
+        for v, n in counts.items():
+            m[v] = m.get(v, 0) + n
+
+
+def _bump(counts: dict, key: str, value: str | None, delta: int) -> None:
+    """One pod more or fewer in a domain; a domain at zero is dropped (checks test presence)."""
+    if value is None:
+        return
+    m = counts.setdefault(key, {})
+    n = m.get(value, 0) + delta
+    if n > 0:
+        m[value] = n
+    else:
+        m.pop(value, None)
+
+
 class InterPodAffinity(Plugin):
     name = "InterPodAffinity"
     events = ("Pod/Add", "Pod/Update", "Pod/Delete", "Node/Add", "Node/Update")
@@ -62,35 +81,54 @@ class InterPodAffinity(Plugin):
         groups = self._groups(nodes)
         known = groups.nodes
         matches = _matcher(self._ns_labels())
-        # Domains holding an existing pod whose required anti-affinity selects this pod.
-        blocked: dict[str, set[str]] = {}
+        # topology key → value → count (a value is present only with a count above zero):
+        # existing pods whose required anti-affinity selects this pod (blocked), pods matching
+        # all of its affinity terms (aff), pods its anti-affinity selects (anti).
+        blocked: dict[str, dict[str, int]] = {}
         for (_, key), g in groups.anti_terms.items():
             if matches(g.rep, pi):
-                d = g.by_domain(known, key)
-                if d:
-                    blocked.setdefault(key, set()).update(d)
-        aff: dict[str, dict[str, int]] = {}     # topology key → value → pods matching all terms
-        anti: dict[str, set[str]] = {}          # topology key → values with a matching pod
+                _add_counts(blocked, key, g.by_domain(known, key))
+        aff: dict[str, dict[str, int]] = {}
+        anti: dict[str, dict[str, int]] = {}
         if pi.affinity or pi.anti_affinity:
             for g in _candidates(groups, pi.affinity + pi.anti_affinity):
                 p = g.rep
                 if pi.affinity and all(matches(t, p) for t in pi.affinity):
                     for t in pi.affinity:
-                        d = g.by_domain(known, t.topology_key)
-                        if d:
-                            into = aff.setdefault(t.topology_key, {})
-                            for v, n in d.items():
-                                into[v] = into.get(v, 0) + n
+                        _add_counts(aff, t.topology_key, g.by_domain(known, t.topology_key))
                 for t in pi.anti_affinity:
                     if matches(t, p):
-                        d = g.by_domain(known, t.topology_key)
-                        if d:
-                            anti.setdefault(t.topology_key, set()).update(d)
+                        _add_counts(anti, t.topology_key, g.by_domain(known, t.topology_key))
         if not blocked and not pi.affinity and not pi.anti_affinity:
             return SKIPPED
         self_match = bool(pi.affinity) and all(matches(t, pi) for t in pi.affinity)
         state[self.name] = (blocked, aff, anti, self_match)
         return None
+
+    # ---- PreFilter extensions: preemption's "what if this pod were gone / back" ----
+
+    def remove_pod(self, state, pi, other, ni) -> None:
+        self._update(state, pi, other, ni, -1)
+
+    def add_pod(self, state, pi, other, ni) -> None:
+        self._update(state, pi, other, ni, 1)
+
+    def _update(self, state, pi, other, ni, delta: int) -> None:
+        """Upstream updateWithPod: `other`'s share of the three counts, on its node's domains.
+        The counts are copied first: the state may be a clone sharing them."""
+        blocked, aff, anti, self_match = state[self.name]
+        blocked, aff, anti = ({k: dict(v) for k, v in m.items()} for m in (blocked, aff, anti))
+        labels, matches = ni.labels, _matcher(self._ns_labels())
+        for t in other.anti_affinity:
+            if matches(t, pi):
+                _bump(blocked, t.topology_key, labels.get(t.topology_key), delta)
+        if pi.affinity and all(matches(t, other) for t in pi.affinity):
+            for t in pi.affinity:
+                _bump(aff, t.topology_key, labels.get(t.topology_key), delta)
+        for t in pi.anti_affinity:
+            if matches(t, other):
+                _bump(anti, t.topology_key, labels.get(t.topology_key), delta)
+        state[self.name] = (blocked, aff, anti, self_match)
 
     def filter(self, state, pi, ni):
         """Upstream order: the pod's affinity, its anti-affinity, then existing pods' terms."""

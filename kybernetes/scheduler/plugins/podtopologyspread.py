@@ -145,6 +145,34 @@ class PodTopologySpread(Plugin):
         cache = getattr(self.handle, "cache", None)
         return cache.groups if cache is not None else PodGroups.of(nodes)
 
+    # ---- PreFilter extensions: preemption's "what if this pod were gone / back" ----
+
+    def remove_pod(self, state, pi, other, ni) -> None:
+        self._update(state, pi, other, ni, -1)
+
+    def add_pod(self, state, pi, other, ni) -> None:
+        self._update(state, pi, other, ni, 1)
+
+    def _update(self, state, pi, other, ni, delta: int) -> None:
+        """Upstream updateWithPod: a matching pod of the namespace counts in its node's domain
+        when the node has every key and passes the inclusion policies; the minimum follows.
+        Terminating pods were never counted. Counts are copied first (the state may be a
+        clone sharing them)."""
+        cs, counts, mins, selfs = state[self.name]
+        labels = ni.labels
+        if other.namespace != pi.namespace or other.terminating or \
+                not all(c.key in labels for c in cs):
+            return
+        counts, mins = [dict(cnt) for cnt in counts], list(mins)
+        for i, c in enumerate(cs):
+            if not c.selector.matches(other.labels) or not _eligible(c, pi, ni):
+                continue
+            cnt = counts[i]
+            v = labels[c.key]
+            cnt[v] = cnt.get(v, 0) + delta
+            mins[i] = 0 if len(cnt) < c.min_domains else min(cnt.values())
+        state[self.name] = (cs, counts, mins, selfs)
+
     def filter_labels(self, state, pi):
         """Filter as label checks (see cycle.label_verdict): per constraint, the key must exist
         and the domain's skew stay within maxSkew."""

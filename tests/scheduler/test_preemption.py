@@ -1,0 +1,105 @@
+"""DefaultPreemption with plugins whose PreFilter counts other pods. Upstream's
+SelectVictimsOnNode works on a clone of the cycle state and tells the PreFilter plugins of each
+pod it removes or puts back (RunPreFilterExtensionRemovePod/AddPod): InterPodAffinity and
+PodTopologySpread then count without the victims, so evicting them can make room for
+affinity and spread reasons too, not only for resources."""
+
+from __future__ import annotations
+
+from kybernetes.scheduler.framework import CycleState
+from kybernetes.scheduler.podinfo import PodInfo
+from kybernetes.scheduler.scheduler import Scheduler
+
+from test_scheduler_loop import StubClient
+
+HOST, ZONE = "kubernetes.io/hostname", "topology.kubernetes.io/zone"
+
+
+def node(name: str, cpu: str = "4", zone: str = "z") -> dict:
+    return {"metadata": {"name": name, "labels": {HOST: name, ZONE: zone}}, "spec": {},
+            "status": {"allocatable": {"cpu": cpu, "memory": "4Gi", "pods": "110"}}}
+
+
+def pod(name: str, labels: dict, priority: int, node_name: str = "", cpu: str = "100m",
+        **spec) -> dict:
+    s = {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}],
+         "priority": priority, **spec}
+    if node_name:
+        s["nodeName"] = node_name
+    return {"metadata": {"name": name, "namespace": "d", "uid": f"uid-{name}", "labels": labels},
+            "spec": s}
+
+
+def anti(app: str) -> dict:
+    return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": HOST}]}}
+
+
+def preempt(sched: Scheduler, incoming: dict):
+    """PreFilter, Filter on every node, then DefaultPreemption's PostFilter, as the cycle runs
+    them: (candidate node, victim names) or (None, message)."""
+    pi = PodInfo(incoming, incoming["spec"]["priority"])
+    fw = sched.framework_for(pi)
+    nodes = sched.cache.node_list
+    state = CycleState()
+    assert fw.run_pre_filter(state, pi, nodes) is None
+    statuses = {ni.name: fw.run_filters(state, pi, ni) for ni in nodes}
+    assert all(st is not None for st in statuses.values()), statuses  # nothing fits as is
+    cand, st = fw.plugins["DefaultPreemption"].post_filter(state, pi, statuses)
+    if cand is None:
+        return None, st.reasons
+    return cand.node, sorted(v.name for v in cand.victims)
+
+
+def cluster(*nodes: dict, pods: tuple = ()) -> Scheduler:
+    sched = Scheduler(StubClient())  # type: ignore[arg-type]
+    sched.setup()
+    for n in nodes:
+        sched._on_node_add(n)
+    for p in pods:
+        sched._on_pod_add(p)
+    return sched
+
+
+def test_evicting_the_pods_its_anti_affinity_selects_makes_room():
+    sched = cluster(node("n0"), node("n1"), pods=(
+        pod("low", {"app": "db"}, 10, "n0"),
+        pod("keeper", {"app": "db"}, 5000, "n1"),       # higher than the incoming pod
+        pod("bystander", {"app": "web"}, 10, "n0")))     # not selected: stays
+    where, victims = preempt(sched, pod("vip", {"app": "vip"}, 1000, affinity=anti("db")))
+    assert (where, victims) == ("n0", ["low"])
+
+
+def test_evicting_a_pod_whose_anti_affinity_selects_the_incoming_one():
+    sched = cluster(node("n0"), pods=(
+        pod("grumpy", {"app": "x"}, 10, "n0", affinity=anti("vip")),
+        pod("other", {"app": "y"}, 10, "n0")))
+    assert preempt(sched, pod("vip", {"app": "vip"}, 1000)) == ("n0", ["grumpy"])
+
+
+def test_evicting_matching_pods_evens_the_spread():
+    """Zone a holds one matching low-priority pod, zone b none but its node is full with a pod
+    the incoming one cannot evict: only evicting the pod in zone a brings the skew to 1."""
+    spread = [{"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule",
+               "labelSelector": {"matchLabels": {"app": "web"}}}]
+    sched = cluster(node("a1", zone="a"), node("b1", cpu="1", zone="b"), pods=(
+        pod("web-a", {"app": "web"}, 10, "a1"),
+        pod("web-a2", {"app": "web"}, 10, "a1"),
+        pod("big", {"app": "other"}, 5000, "b1", cpu="1")))
+    where, victims = preempt(sched, pod("web-new", {"app": "web"}, 1000,
+                                        topologySpreadConstraints=spread))
+    # Both must go: with either one back, zone a has 1 + 1 against zone b's 0.
+    assert (where, victims) == ("a1", ["web-a", "web-a2"])
+
+
+def test_victims_are_only_those_needed_for_the_spread():
+    spread = [{"maxSkew": 2, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule",
+               "labelSelector": {"matchLabels": {"app": "web"}}}]
+    sched = cluster(node("a1", zone="a"), node("b1", cpu="1", zone="b"), pods=(
+        pod("web-a", {"app": "web"}, 10, "a1"),
+        pod("web-a2", {"app": "web"}, 20, "a1"),
+        pod("big", {"app": "other"}, 5000, "b1", cpu="1")))
+    where, victims = preempt(sched, pod("web-new", {"app": "web"}, 1000,
+                                        topologySpreadConstraints=spread))
+    # One may stay (1 + 1 - 0 = 2 is within maxSkew 2): the higher-priority one is reprieved.
+    assert (where, victims) == ("a1", ["web-a"])
