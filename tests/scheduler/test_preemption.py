@@ -77,29 +77,23 @@ def test_evicting_a_pod_whose_anti_affinity_selects_the_incoming_one():
     assert preempt(sched, pod("vip", {"app": "vip"}, 1000)) == ("n0", ["grumpy"])
 
 
-def test_evicting_matching_pods_evens_the_spread():
-    """Zone a holds one matching low-priority pod, zone b none but its node is full with a pod
-    the incoming one cannot evict: only evicting the pod in zone a brings the skew to 1."""
-    spread = [{"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule",
-               "labelSelector": {"matchLabels": {"app": "web"}}}]
-    sched = cluster(node("a1", zone="a"), node("b1", cpu="1", zone="b"), pods=(
-        pod("web-a", {"app": "web"}, 10, "a1"),
-        pod("web-a2", {"app": "web"}, 10, "a1"),
-        pod("big", {"app": "other"}, 5000, "b1", cpu="1")))
-    where, victims = preempt(sched, pod("web-new", {"app": "web"}, 1000,
-                                        topologySpreadConstraints=spread))
-    # Both must go: with either one back, zone a has 1 + 1 against zone b's 0.
-    assert (where, victims) == ("a1", ["web-a", "web-a2"])
-
-
-def test_victims_are_only_those_needed_for_the_spread():
-    spread = [{"maxSkew": 2, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule",
+def _spread_case(max_skew: int):
+    """Zone a holds two matching low-priority pods (priorities 10 and 20), zone b none, but b's
+    node is full with a pod the incoming one cannot evict: only evictions in zone a help."""
+    spread = [{"maxSkew": max_skew, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule",
                "labelSelector": {"matchLabels": {"app": "web"}}}]
     sched = cluster(node("a1", zone="a"), node("b1", cpu="1", zone="b"), pods=(
         pod("web-a", {"app": "web"}, 10, "a1"),
         pod("web-a2", {"app": "web"}, 20, "a1"),
         pod("big", {"app": "other"}, 5000, "b1", cpu="1")))
-    where, victims = preempt(sched, pod("web-new", {"app": "web"}, 1000,
-                                        topologySpreadConstraints=spread))
-    # One may stay (1 + 1 - 0 = 2 is within maxSkew 2): the higher-priority one is reprieved.
-    assert (where, victims) == ("a1", ["web-a"])
+    return preempt(sched, pod("web-new", {"app": "web"}, 1000, topologySpreadConstraints=spread))
+
+
+def test_evicting_matching_pods_evens_the_spread():
+    # maxSkew 1: both must go; with either one back, zone a has 1 + 1 against zone b's 0.
+    assert _spread_case(1) == ("a1", ["web-a", "web-a2"])
+
+
+def test_victims_are_only_those_needed_for_the_spread():
+    # maxSkew 2: one may stay (1 + 1 - 0 = 2); the higher-priority one is reprieved.
+    assert _spread_case(2) == ("a1", ["web-a"])
