@@ -217,8 +217,9 @@ class WatchCache:
         return [(k, objects[k]) for k in self.keys(prefix)], self.revision
 
     def _changes(self, key: str) -> tuple[set[str], set[str]]:
-        # The resource: /registry/<group>/<plural>/ (keys always have it).
-        resource = key[:key.find("/", key.find("/", 10) + 1) + 1] or key
+        # Notes go by resource, /registry/<group>/<plural>/ (a key without one: by itself).
+        parts = key.split("/", 4)
+        resource = "/".join(parts[:4]) + "/" if len(parts) == 5 else key
         changes = self._changed.get(resource)
         if changes is None:
             changes = self._changed[resource] = (set(), set())
