@@ -97,3 +97,16 @@ def test_evicting_matching_pods_evens_the_spread():
 def test_victims_are_only_those_needed_for_the_spread():
     # maxSkew 2: one may stay (1 + 1 - 0 = 2); the higher-priority one is reprieved.
     assert _spread_case(2) == ("a1", ["web-a"])
+
+
+def test_a_self_matching_pod_may_go_first_once_the_matching_pods_are_evicted():
+    """Upstream deletes topology pairs at zero: with every pod its affinity selects evicted, a
+    pod that matches its own affinity counts as the first of its group and may land."""
+    together = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": ZONE}]}}
+    sched = cluster(node("a1", cpu="1", zone="a"), pods=(
+        pod("web-old", {"app": "web"}, 10, "a1", cpu="1"),))
+    # web-old holds all of a1's cpu; the new pod needs it and selects web pods, itself too.
+    where, victims = preempt(sched, pod("web-new", {"app": "web"}, 1000, cpu="1",
+                                        affinity=together))
+    assert (where, victims) == ("a1", ["web-old"])

@@ -49,7 +49,9 @@ def _add_counts(into: dict, key: str, counts: dict | None) -> None:
 
 
 def _bump(counts: dict, key: str, value: str | None, delta: int) -> None:
-    """One pod more or fewer in a domain; a domain at zero is dropped (checks test presence)."""
+    """One pod more or fewer in a domain. A domain at zero is dropped, and a key without
+    domains too, as upstream deletes pairs at zero: Filter tests presence, and an empty
+    affinity count lets a self-matching pod go first."""
     if value is None:
         return
     m = counts.setdefault(key, {})
@@ -58,6 +60,8 @@ def _bump(counts: dict, key: str, value: str | None, delta: int) -> None:
         m[value] = n
     else:
         m.pop(value, None)
+        if not m:
+            del counts[key]
 
 
 class InterPodAffinity(Plugin):
