@@ -10,24 +10,15 @@ waits for the client to drain.
 
 from __future__ import annotations
 
-import time
 from http import HTTPStatus
 
 from aiohttp import web
 
+from kybernetes.api.clock import now_http_date
+
 SMALL = 256 * 1024  # larger bodies: web.Response (flow control)
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
-_date: tuple[int, bytes] = (-1, b"")
-
-
-def _http_date() -> bytes:
-    """RFC 9110 IMF-fixdate, formatted once per second."""
-    global _date
-    second = int(time.time())
-    if _date[0] != second:
-        _date = (second, time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(second)).encode())
-    return _date[1]
 
 
 class JsonResponse:
@@ -54,7 +45,7 @@ class JsonResponse:
         transport.write(b"HTTP/1.%d %d %s\r\nContent-Type: application/json\r\n"
                         b"Content-Length: %d\r\nDate: %s\r\n%s%s\r\n%s" % (
                             0 if old else 1, self.status, _REASONS.get(self.status, b"Unknown"),
-                            len(self.body), _http_date(), self.extra, connection, body))
+                            len(self.body), now_http_date(), self.extra, connection, body))
         # Back-pressure as web.Response has it: a client that does not read stops us here
         # (and so from reading its next pipelined request) once the transport is full.
         await request.writer.drain()
