@@ -103,3 +103,33 @@ async def test_a_repeat_of_a_dropped_event_is_created():
     await rec.flush()
     late = [e for e in api.events.values() if e["reason"] == "Late"]
     assert len(late) == 1 and late[0]["count"] == 2
+
+
+async def test_with_too_many_writes_pending_new_events_are_dropped_uncounted():
+    """client-go's broadcaster drops an event its full queue (maxQueuedEvents) cannot take before
+    the correlator sees it: the repeat written later starts counting afresh."""
+    import asyncio
+
+    from kybernetes.client import events
+
+    class SlowApi(FakeApi):
+        def __init__(self):
+            super().__init__()
+            self.gate = asyncio.Event()
+
+        async def create(self, r, body, namespace=None, **kw):
+            await self.gate.wait()
+            return await super().create(r, body, namespace, **kw)
+
+    api = SlowApi()
+    rec = EventRecorder(api, "c", "h")
+    for i in range(events.MAX_PENDING):
+        rec.event(_rs(f"rs-{i}", f"u{i}"), "Normal", "Tested", "filler")
+    rec.event(_rs(), "Normal", "Tested", "hello")         # the queue is full: dropped
+    assert len(rec._pending) == events.MAX_PENDING
+    api.gate.set()
+    await rec.flush()
+    rec.event(_rs(), "Normal", "Tested", "hello")
+    await rec.flush()
+    (ev,) = [e for e in api.events.values() if e["involvedObject"]["name"] == "web"]
+    assert ev["count"] == 1 and len(api.writes) == events.MAX_PENDING + 1
