@@ -1,13 +1,14 @@
 """Scheduler throughput (scheduler_perf shapes), end to end through the API or in-process.
 
-    python benchmarks/scheduler.py [--only basic|spread|anti] [--nodes N --pods M] [--profile DIR]
+    python benchmarks/scheduler.py [--only basic|spread|anti] [--nodes N --pods M]
+                                   [--profile DIR [--profile-rate HZ]]
     python benchmarks/scheduler.py --in-process [--only ...] [--nodes N --pods M]
 
 End to end: starts its own API server and `kyb scheduler`, registers nodes through the API
 (many requests in flight), then creates pods and reports pods/s from the first create to the
 last pod bound (seen on a watch), with the API server's create and bind rates beside it.
---profile records both processes with py-spy while pods are scheduled and prints where the
-time went.
+--profile records both processes with py-spy while pods are created and scheduled (not
+while nodes register or the processes exit) and prints where the time went.
 
 In-process: feeds the scheduler's cache and queue through its informer handlers, with a
 recording fake binder, and times its own scheduling cycles (no API server). Only for finding
@@ -239,11 +240,11 @@ def _peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def _profile(pid: int, out: Path, seconds: int) -> subprocess.Popen | None:
+def _profile(pid: int, out: Path, seconds: int, rate: int = 50) -> subprocess.Popen | None:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         return None
-    return subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "50",
+    return subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(seconds), "-r", str(rate),
                              "-f", "raw", "-o", str(out), "--nonblocking", "--gil"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -325,7 +326,7 @@ async def _pods_phase(client: Client, kind: str, n_pods: int, in_flight: int,
 
 
 async def end_to_end(n_nodes: int, n_pods: int, kind: str, workdir: Path, in_flight: int,
-                     profile: Path | None) -> dict:
+                     profile: Path | None, profile_rate: int = 50) -> dict:
     port = _port()
     api_log, sched_log = workdir / "apiserver.log", workdir / "scheduler.log"
     api = _start(["apiserver", "--data-dir", str(workdir / "api"), "--secure-port", str(port)],
@@ -358,13 +359,14 @@ async def end_to_end(n_nodes: int, n_pods: int, kind: str, workdir: Path, in_fli
             if profile is not None:
                 profile.mkdir(parents=True, exist_ok=True)
                 for name, proc in (("apiserver", api), ("scheduler", sched)):
-                    spy = _profile(proc.pid, profile / f"{kind}-{name}.txt",
-                                   max(10, min(60, n_pods // 100)))
+                    spy = _profile(proc.pid, profile / f"{kind}-{name}.txt", 600, profile_rate)
                     if spy is not None:
                         spies.append(spy)
         cpu0 = {n: _cpu_seconds(p.pid) for n, p in (("apiserver", api), ("scheduler", sched))}
         own0 = time.process_time()
         res = await _pods_phase(client, kind, n_pods, in_flight, start_profiles)
+        for s in spies:     # only the pods phase: stopped, py-spy writes what it recorded
+            s.send_signal(signal.SIGINT)
         res["cpu_ms_per_pod"] = {n: 1000 * (_cpu_seconds(p.pid) - cpu0[n]) / n_pods
                                  for n, p in (("apiserver", api), ("scheduler", sched))}
         res["cpu_ms_per_pod"]["load generator"] = 1000 * (time.process_time() - own0) / n_pods
@@ -400,6 +402,7 @@ def main() -> None:
     ap.add_argument("--in-process", action="store_true", help="the scheduler's own cycle only")
     ap.add_argument("--in-flight", type=int, default=256, help="concurrent creates")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
+    ap.add_argument("--profile-rate", type=int, default=50, help="py-spy samples per second")
     args = ap.parse_args()
     collector.install()     # the load generator's decoded watch events pile up like any cache
     for kind, n, p in RUNS:
@@ -415,7 +418,8 @@ def main() -> None:
             continue
         print(f"{kind}: {n} nodes, {p} pods, end to end", flush=True)
         with tempfile.TemporaryDirectory() as d:
-            r = asyncio.run(end_to_end(n, p, kind, Path(d), args.in_flight, args.profile))
+            r = asyncio.run(end_to_end(n, p, kind, Path(d), args.in_flight, args.profile,
+                                       args.profile_rate))
         print(f"  pods created in {r['created_s']:.1f}s ({r['creates_per_s']:.0f} creates/s), "
               f"all bound in {r['took_s']:.1f}s -> {r['pods_per_s']:.0f} pods/s "
               f"[{r['bound_during_creates']} bound while creating; "
