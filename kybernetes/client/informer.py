@@ -43,6 +43,14 @@ class Informer:
         self.synced = asyncio.Event()
         self.resource_version = ""
         self._task: asyncio.Task | None = None
+        self.transform: Callable[[dict], dict] | None = None
+
+    def set_transform(self, fn: Callable[[dict], dict]) -> None:
+        """client-go's SetTransform: every object goes through fn before the cache and the
+        handlers see it (to keep less of it). Only before start()."""
+        if self._task is not None:
+            raise RuntimeError("informer already started")
+        self.transform = fn
 
     # ---- setup ----
 
@@ -123,6 +131,8 @@ class Informer:
         items, rv = await self.client.list_all(self.resource, self.namespace,
                                                label_selector=self.label_selector,
                                                field_selector=self.field_selector)
+        if self.transform is not None:
+            items = [self.transform(o) for o in items]
         fresh = {object_key(o): o for o in items}
         for key in [k for k in self.cache if k not in fresh]:
             self._delete(key)
@@ -137,6 +147,8 @@ class Informer:
         if ev["type"] == "BOOKMARK":
             self.resource_version = rv or self.resource_version
             return
+        if self.transform is not None:
+            obj = self.transform(obj)
         key = object_key(obj)
         if ev["type"] == "DELETED":
             self._delete(key, obj)

@@ -67,6 +67,11 @@ def _pod_changed(old: dict, new: dict) -> bool:
 _now = now_rfc3339
 
 
+def _without_managed_fields(pod: dict) -> dict:
+    pod.get("metadata", {}).pop("managedFields", None)
+    return pod
+
+
 class Scheduler:
     def __init__(self, client: Client, config: SchedulerConfig | None = None):
         self.client = client
@@ -78,6 +83,9 @@ class Scheduler:
                           if k != "Pod"}
         self.informers["Pod"] = self.factory.informer(
             PODS, field_selector="status.phase!=Succeeded,status.phase!=Failed")
+        # As upstream's newPodInformer: the scheduler never reads managedFields (it only
+        # patches pods); they are about half the dicts and lists of a small pod.
+        self.informers["Pod"].set_transform(_without_managed_fields)
         self.profiles = {p.scheduler_name: Profile(p, self) for p in self.config.profiles}
         first = next(iter(self.profiles.values()))
         self.queue = SchedulingQueue(first.sort_key, self.config.initial_backoff,

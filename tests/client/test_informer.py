@@ -43,6 +43,36 @@ async def test_informer_lists_watches_and_indexes(client, ns):
         await factory.stop()
 
 
+async def test_a_transform_shapes_listed_watched_and_deleted_objects(client, ns):
+    """client-go's SetTransform (the scheduler drops pods' managedFields with one)."""
+    await client.create(CM, {"metadata": {"name": "before"}, "data": {"a": "1"}}, ns)
+    inf = InformerFactory(client).informer(CM, ns)
+
+    def trim(obj):
+        obj["metadata"].pop("managedFields", None)
+        obj["metadata"].setdefault("annotations", {})["trimmed"] = "yes"
+        return obj
+
+    inf.set_transform(trim)
+    gone: list[dict] = []
+    inf.add_handler(None, None, gone.append)
+    inf.start()
+    try:
+        await asyncio.wait_for(inf.synced.wait(), 10)
+        await client.create(CM, {"metadata": {"name": "after"}, "data": {"b": "2"}}, ns)
+        await until(lambda: inf.get(f"{ns}/after") is not None, every=0.02)
+        await client.delete(CM, "before", ns)
+        await until(lambda: gone, every=0.02)
+        for obj in [inf.get(f"{ns}/after"), gone[0]]:
+            assert "managedFields" not in obj["metadata"]
+            assert obj["metadata"]["annotations"] == {"trimmed": "yes"}
+        assert (await client.get(CM, "after", ns))["metadata"].get("managedFields")
+        with pytest.raises(RuntimeError):
+            inf.set_transform(trim)
+    finally:
+        await inf.stop()
+
+
 async def test_event_recorder_aggregates(client, ns):
     cm = await client.create(CM, {"metadata": {"name": "ev"}}, ns)
     rec = EventRecorder(client, "test-component")

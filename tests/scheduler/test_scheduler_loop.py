@@ -88,3 +88,13 @@ async def test_pods_fill_nodes_and_confirmation_reuses_the_assumed_pod():
     await schedule_all(sched)
     assert "d/big" not in binder.bound and sched.queue.where["d/big"] == "unschedulable"
     await sched.recorder.flush()
+
+
+async def test_the_pod_informer_drops_managed_fields_as_upstreams_does():
+    """kube-scheduler's newPodInformer sets a transform that drops metadata.managedFields."""
+    sched = Scheduler(StubClient())   # type: ignore[arg-type]
+    p = pod("p", "1")
+    p["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Update"}]
+    trimmed = sched.informers["Pod"].transform(p)
+    assert "managedFields" not in trimmed["metadata"] and trimmed["metadata"]["name"] == "p"
+    assert sched.informers["Node"].transform is None
