@@ -70,22 +70,32 @@ def _handler(handler: object) -> None:
 
 def container(c: dict, host_network: bool = False) -> None:
     """SetDefaults_Container plus the nested ports, probes, env and lifecycle defaults."""
-    _set(c, "imagePullPolicy", pull_policy(c.get("image")))
+    if c.get("imagePullPolicy") is None:
+        c["imagePullPolicy"] = pull_policy(c.get("image"))
     _set(c, "terminationMessagePath", "/dev/termination-log")
     _set(c, "terminationMessagePolicy", "File")
     _set(c, "resources", {})
-    for port in _dicts(c.get("ports")):
-        _set(port, "protocol", "TCP")
-        if host_network and port.get("hostPort") is None:
-            port["hostPort"] = port.get("containerPort")
+    # Absent parts are skipped before any call: most containers have few of them.
+    ports = c.get("ports")
+    if ports:
+        for port in _dicts(ports):
+            _set(port, "protocol", "TCP")
+            if host_network and port.get("hostPort") is None:
+                port["hostPort"] = port.get("containerPort")
     for key in ("livenessProbe", "readinessProbe", "startupProbe"):
-        _probe(c.get(key))
-    for key in ("postStart", "preStop"):
-        _handler(_sub(c, "lifecycle", key))
-    for env in _dicts(c.get("env")):
-        field_ref = _sub(env, "valueFrom", "fieldRef")
-        if field_ref is not None:
-            _set(field_ref, "apiVersion", "v1")
+        probe = c.get(key)
+        if probe is not None:
+            _probe(probe)
+    lifecycle = c.get("lifecycle")
+    if isinstance(lifecycle, dict):
+        for key in ("postStart", "preStop"):
+            _handler(_sub(lifecycle, key))
+    env_vars = c.get("env")
+    if env_vars:
+        for env in _dicts(env_vars):
+            field_ref = _sub(env, "valueFrom", "fieldRef")
+            if field_ref is not None:
+                _set(field_ref, "apiVersion", "v1")
 
 
 def volume(v: dict) -> None:
@@ -121,10 +131,14 @@ def pod_spec(spec: dict) -> None:
     _set(spec, "schedulerName", "default-scheduler")
     host_network = spec.get("hostNetwork") is True
     for key in ("initContainers", "containers", "ephemeralContainers"):
-        for c in _dicts(spec.get(key)):
-            container(c, host_network)
-    for v in _dicts(spec.get("volumes")):
-        volume(v)
+        items = spec.get(key)
+        if items:  # most specs lack the other two lists
+            for c in _dicts(items):
+                container(c, host_network)
+    volumes = spec.get("volumes")
+    if volumes:
+        for v in _dicts(volumes):
+            volume(v)
 
 
 def pod(obj: dict) -> None:
@@ -134,7 +148,10 @@ def pod(obj: dict) -> None:
     _set(spec, "enableServiceLinks", True)
     _set(spec, "preemptionPolicy", "PreemptLowerPriority")  # the Priority admission's value
     for key in ("initContainers", "containers"):
-        for c in _dicts(spec.get(key)):
+        items = spec.get(key)
+        if not items:
+            continue
+        for c in _dicts(items):
             resources = _dict(c, "resources")
             limits = resources.get("limits")
             if isinstance(limits, dict) and limits:
@@ -155,18 +172,25 @@ def qos_class(pod_obj: dict) -> str:
     containers = _dicts(spec.get("containers")) + _dicts(spec.get("initContainers"))
     any_set, guaranteed = False, True
     for c in containers:
-        res = c.get("resources") if isinstance(c.get("resources"), dict) else {}
-        req = res.get("requests") if isinstance(res.get("requests"), dict) else {}
-        lim = res.get("limits") if isinstance(res.get("limits"), dict) else {}
-        req = {k: v for k, v in req.items() if k in ("cpu", "memory")}
-        lim = {k: v for k, v in lim.items() if k in ("cpu", "memory")}
-        if req or lim:
+        res = c.get("resources")
+        req = lim = _EMPTY
+        if isinstance(res, dict):
+            req, lim = res.get("requests"), res.get("limits")
+            req = req if isinstance(req, dict) else _EMPTY
+            lim = lim if isinstance(lim, dict) else _EMPTY
+        # Only cpu and memory count; looked up by name rather than filtered copies.
+        if "cpu" in req or "memory" in req or "cpu" in lim or "memory" in lim:
             any_set = True
-        if set(lim) != {"cpu", "memory"} or any(req.get(k, lim[k]) != lim[k] for k in lim):
+        if guaranteed and ("cpu" not in lim or "memory" not in lim
+                           or req.get("cpu", lim["cpu"]) != lim["cpu"]
+                           or req.get("memory", lim["memory"]) != lim["memory"]):
             guaranteed = False
     if not any_set:
         return "BestEffort"
     return "Guaranteed" if guaranteed else "Burstable"
+
+
+_EMPTY: dict = {}  # read only
 
 
 # --- workloads -------------------------------------------------------------------------------------

@@ -46,6 +46,25 @@ def _full(pattern: str, value: str) -> bool:
     return _m[pattern].fullmatch(value) is not None
 
 
+# The checks every write runs, bound once (the _m lookup showed per label and name).
+_dns1123_label = _m[_DNS1123_LABEL].fullmatch
+_dns1123_subdomain = _m[_DNS1123_SUBDOMAIN].fullmatch
+_qualified_name = _m[_QUALIFIED_NAME].fullmatch
+_label_value = _m[_LABEL_VALUE].fullmatch
+
+# Label keys and values, annotation keys: each workload's pods repeat the same few, so the
+# ones found valid are remembered (bounded; a valid value always has no errors).
+_valid_qualified: set[str] = set()
+_valid_label_values: set[str] = set()
+_VALID_MAX = 4096
+
+
+def _remember(valid: set[str], value: str) -> None:
+    if len(valid) >= _VALID_MAX:
+        valid.clear()
+    valid.add(value)
+
+
 DNS1123_LABEL_ERR = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters "
                      "or '-', and must start and end with an alphanumeric character")
 DNS1123_SUBDOMAIN_ERR = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
@@ -63,7 +82,7 @@ def is_dns1123_label(value: str) -> list[str]:
     errs = []
     if len(value) > DNS1123_LABEL_MAX:
         errs.append(max_len_error(DNS1123_LABEL_MAX))
-    if not _full(_DNS1123_LABEL, value):
+    if _dns1123_label(value) is None:
         errs.append(regex_error(DNS1123_LABEL_ERR, _DNS1123_LABEL, "my-name", "123-abc"))
     return errs
 
@@ -72,7 +91,7 @@ def is_dns1123_subdomain(value: str) -> list[str]:
     errs = []
     if len(value) > DNS1123_SUBDOMAIN_MAX:
         errs.append(max_len_error(DNS1123_SUBDOMAIN_MAX))
-    if not _full(_DNS1123_SUBDOMAIN, value):
+    if _dns1123_subdomain(value) is None:
         errs.append(regex_error(DNS1123_SUBDOMAIN_ERR, _DNS1123_SUBDOMAIN, "example.com"))
     return errs
 
@@ -88,6 +107,15 @@ def is_dns1035_label(value: str) -> list[str]:
 
 def is_qualified_name(value: str) -> list[str]:
     """Label and annotation keys: an optional DNS subdomain prefix and '/', then a name part."""
+    if value in _valid_qualified:
+        return []
+    errs = _qualified_name_errors(value)
+    if not errs:
+        _remember(_valid_qualified, value)
+    return errs
+
+
+def _qualified_name_errors(value: str) -> list[str]:
     errs: list[str] = []
     parts = value.split("/")
     if len(parts) == 1:
@@ -106,18 +134,22 @@ def is_qualified_name(value: str) -> list[str]:
         errs.append("name part must be non-empty")
     elif len(name) > QUALIFIED_NAME_MAX:
         errs.append("name part " + max_len_error(QUALIFIED_NAME_MAX))
-    if name and not _full(_QUALIFIED_NAME, name):
+    if name and _qualified_name(name) is None:
         errs.append("name part " + regex_error(QUALIFIED_NAME_ERR, _QUALIFIED_NAME, "MyName",
                                                "my.name", "123-abc"))
     return errs
 
 
 def is_label_value(value: str) -> list[str]:
+    if value in _valid_label_values:
+        return []
     errs = []
     if len(value) > LABEL_VALUE_MAX:
         errs.append(max_len_error(LABEL_VALUE_MAX))
-    if not _full(_LABEL_VALUE, value):
+    if _label_value(value) is None:
         errs.append(regex_error(LABEL_VALUE_ERR, _LABEL_VALUE, "MyValue", "my_value", "12345"))
+    if not errs:
+        _remember(_valid_label_values, value)
     return errs
 
 

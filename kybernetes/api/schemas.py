@@ -263,6 +263,10 @@ def _type_error(result: WalkResult, path: str, value: object, struct: str, go_pa
         (path, _unmarshal_msg(_json_type(value), struct, go_path, go_type), value))
 
 
+# Kinds every string value is clean for (a STRING only without a format the walk parses).
+_ANY_STRING = (STRING, QUANTITY, INT_OR_STRING)
+
+
 def clean(value: object, node: Node) -> bool:
     """Whether walk() would find nothing at all. Most writes are clean, and this answers without
     building the field paths walk() needs for its findings (they showed in profiles)."""
@@ -278,7 +282,11 @@ def clean(value: object, node: Node) -> bool:
             if child is None:
                 if not node.preserve_unknown:
                     return False
-            elif sub is not None and child.kind != ANY and not clean(sub, child):
+            elif sub is None or child.kind == ANY:
+                continue
+            elif isinstance(sub, str) and child.kind in _ANY_STRING and not child.fmt:
+                continue  # most leaves: no call for them
+            elif not clean(sub, child):
                 return False
         for key in node.required:
             if value.get(key) is None:
@@ -290,12 +298,31 @@ def clean(value: object, node: Node) -> bool:
         item = node.item
         if item is None or item.kind == ANY:
             return True
-        for sub in (value.values() if kind == MAP else value):
+        subs = value.values() if kind == MAP else value
+        if item.kind in _ANY_STRING and not item.fmt:  # labels, args, requests: no call each
+            for sub in subs:
+                if sub is not None and not isinstance(sub, str) and not clean(sub, item):
+                    return False
+            return True
+        for sub in subs:
             if not clean(sub, item):
                 return False
         return True
-    if kind == STRING and not node.fmt:
-        return isinstance(value, str)
+    if kind == STRING:
+        if not isinstance(value, str):
+            return False
+        fmt = node.fmt
+        if fmt != "byte" and (fmt != "date-time" or not value):
+            return True  # no format the walk parses
+    elif kind == QUANTITY or kind == INT_OR_STRING:
+        # walk()'s own test, without a WalkResult per value (every container's requests)
+        if isinstance(value, str):
+            return True
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return kind == QUANTITY or not isinstance(value, float) or value.is_integer()
+    elif kind == NUMBER:
+        return not isinstance(value, bool) and isinstance(value, (int, float))
     if kind == INTEGER:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                 isinstance(value, float) and not value.is_integer()):
@@ -306,7 +333,7 @@ def clean(value: object, node: Node) -> bool:
         return isinstance(value, bool)
     if kind == ANY:
         return True
-    result = WalkResult()  # string formats, numbers, quantities: the walk's own checks
+    result = WalkResult()  # string formats (byte, date-time): the walk's own checks
     walk(value, node, result)
     return not (result.decode_errors or result.unknown_fields or result.required)
 

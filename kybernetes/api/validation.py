@@ -85,7 +85,7 @@ def validate(api_version: str, kind: str, obj: dict, *, old: dict | None = None,
             # Shapes the structural walk let through (e.g. nulls inside lists) must not crash a
             # write; what the semantic checks could read has been reported already.
             pass
-    result.errors = _dedupe(errors)
+    result.errors = _dedupe(errors) if errors else errors
     return result
 
 
@@ -132,9 +132,15 @@ def validate_object_meta(kind: str, meta: dict, path: str = "metadata") -> list[
     if isinstance(generation, int) and generation < 0:
         errs.append(invalid(f"{path}.generation", generation,
                             "must be greater than or equal to 0"))
-    errs += validate_labels(meta.get("labels"), f"{path}.labels")
-    errs += validate_annotations(meta.get("annotations"), f"{path}.annotations")
-    errs += _owner_references(meta.get("ownerReferences"), f"{path}.ownerReferences")
+    # Empty or absent maps and lists have nothing to report: skip building their paths.
+    labels, annotations, refs = (meta.get("labels"), meta.get("annotations"),
+                                 meta.get("ownerReferences"))
+    if labels:
+        errs += validate_labels(labels, f"{path}.labels")
+    if annotations:
+        errs += validate_annotations(annotations, f"{path}.annotations")
+    if refs:
+        errs += _owner_references(refs, f"{path}.ownerReferences")
     for i, fin in enumerate(meta.get("finalizers") or ()):
         if isinstance(fin, str):
             for msg in names.is_qualified_name(fin):

@@ -44,6 +44,24 @@ _SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei"
 
 
 def parse_quantity(q: object) -> Decimal | None:
+    if isinstance(q, str):
+        # Every pod of a workload repeats the same few quantities: parse each string once.
+        try:
+            return _parsed[q]
+        except KeyError:
+            value = _parse_quantity(q)
+            if len(_parsed) >= _PARSED_MAX:
+                _parsed.clear()
+            _parsed[q] = value
+            return value
+    return _parse_quantity(q)
+
+
+_parsed: dict[str, Decimal | None] = {}  # Decimals are immutable: safe to hand out again
+_PARSED_MAX = 4096
+
+
+def _parse_quantity(q: object) -> Decimal | None:
     if isinstance(q, (int, float)) and not isinstance(q, bool):
         return Decimal(str(q))
     if not isinstance(q, str) or not q:
@@ -63,37 +81,47 @@ def parse_quantity(q: object) -> Decimal | None:
 
 # --- pods ------------------------------------------------------------------------------------------
 
+_RESTART_POLICIES = ("Always", "OnFailure", "Never")
+_DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
+_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+_MESSAGE_POLICIES = ("File", "FallbackToLogsOnError")
+_VOLUME_SOURCE_SET = frozenset(VOLUME_SOURCES)
+_VOLUME_SOURCE_ORDER = {s: i for i, s in enumerate(VOLUME_SOURCES)}
+
+
 def validate_pod_spec(spec: dict, path: str) -> list[Cause]:
+    # Field paths are built only for the errors found: most specs have none.
     errs: list[Cause] = []
-    volumes = _validate_volumes(_l(spec.get("volumes")), f"{path}.volumes", errs)
+    volumes = _validate_volumes(_l(spec.get("volumes")), path, errs)
     containers = _l(spec.get("containers"))
     if not containers:
         errs.append(required(f"{path}.containers"))
     seen: set[str] = set()
     for group in ("initContainers", "containers", "ephemeralContainers"):
-        for i, c in enumerate(_l(spec.get(group))):
-            errs += _validate_container(_d(c), f"{path}.{group}[{i}]", seen, volumes,
+        items = containers if group == "containers" else _l(spec.get(group))
+        for i, c in enumerate(items):
+            errs += _validate_container(_d(c), path, group, i, seen, volumes,
                                         image_required=group != "ephemeralContainers")
     policy = spec.get("restartPolicy")
     if not policy:
         errs.append(required(f"{path}.restartPolicy"))
-    elif policy not in ("Always", "OnFailure", "Never"):
-        errs.append(not_supported(f"{path}.restartPolicy", policy,
-                                  ["Always", "OnFailure", "Never"]))
+    elif policy not in _RESTART_POLICIES:
+        errs.append(not_supported(f"{path}.restartPolicy", policy, _RESTART_POLICIES))
     dns = spec.get("dnsPolicy")
-    supported_dns = ["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]
     if not dns:
         errs.append(required(f"{path}.dnsPolicy"))
-    elif dns not in supported_dns:
-        errs.append(not_supported(f"{path}.dnsPolicy", dns, supported_dns))
+    elif dns not in _DNS_POLICIES:
+        errs.append(not_supported(f"{path}.dnsPolicy", dns, _DNS_POLICIES))
     ads = spec.get("activeDeadlineSeconds")
     if isinstance(ads, int) and not 1 <= ads <= 2**31 - 1:
         errs.append(invalid(f"{path}.activeDeadlineSeconds", ads,
                             "must be between 1 and 2147483647, inclusive"))
-    errs += non_negative(f"{path}.terminationGracePeriodSeconds",
-                         spec.get("terminationGracePeriodSeconds"))
-    from kybernetes.api.validation import validate_labels  # node selectors are label maps
-    errs += validate_labels(spec.get("nodeSelector"), f"{path}.nodeSelector")
+    grace = spec.get("terminationGracePeriodSeconds")
+    if grace is not None:
+        errs += non_negative(f"{path}.terminationGracePeriodSeconds", grace)
+    node_selector = spec.get("nodeSelector")
+    if node_selector:  # node selectors are label maps
+        errs += _validation.validate_labels(node_selector, f"{path}.nodeSelector")
     for key in ("serviceAccountName", "nodeName"):
         value = spec.get(key)
         if isinstance(value, str) and value:
@@ -106,31 +134,34 @@ def validate_pod_spec(spec: dict, path: str) -> list[Cause]:
     return errs
 
 
-def _validate_volumes(volumes: list, path: str, errs: list[Cause]) -> set[str]:
+def _validate_volumes(volumes: list, spec_path: str, errs: list[Cause]) -> set[str]:
     seen: set[str] = set()
     for i, v in enumerate(volumes):
         v = _d(v)
-        p = f"{path}[{i}]"
         name = v.get("name")
         if not name:
-            errs.append(required(f"{p}.name"))
+            errs.append(required(f"{spec_path}.volumes[{i}].name"))
         elif isinstance(name, str):
             for msg in names.is_dns1123_label(name):
-                errs.append(invalid(f"{p}.name", name, msg))
+                errs.append(invalid(f"{spec_path}.volumes[{i}].name", name, msg))
             if name in seen:
-                errs.append(duplicate(f"{p}.name", name))
+                errs.append(duplicate(f"{spec_path}.volumes[{i}].name", name))
             seen.add(name)
-        sources = [s for s in VOLUME_SOURCES if v.get(s) is not None]
+        # The volume's own keys, not all thirty source names, in VOLUME_SOURCES order.
+        sources = [k for k, s in v.items() if s is not None and k in _VOLUME_SOURCE_SET]
         if not sources:
-            errs.append(required(p, "must specify a volume type"))
+            errs.append(required(f"{spec_path}.volumes[{i}]", "must specify a volume type"))
         elif len(sources) > 1:
-            errs.append(forbidden(f"{p}.{sources[1]}", "may not specify more than 1 volume type"))
+            sources.sort(key=_VOLUME_SOURCE_ORDER.__getitem__)
+            errs.append(forbidden(f"{spec_path}.volumes[{i}].{sources[1]}",
+                                  "may not specify more than 1 volume type"))
     return seen
 
 
-def _validate_container(c: dict, p: str, seen: set[str], volumes: set[str],
-                        image_required: bool) -> list[Cause]:
+def _validate_container(c: dict, spec_path: str, group: str, i: int, seen: set[str],
+                        volumes: set[str], image_required: bool) -> list[Cause]:
     errs: list[Cause] = []
+    p = f"{spec_path}.{group}[{i}]"
     name = c.get("name")
     if not name:
         errs.append(required(f"{p}.name"))
@@ -149,45 +180,53 @@ def _validate_container(c: dict, p: str, seen: set[str], volumes: set[str],
     pull = c.get("imagePullPolicy")
     if not pull:
         errs.append(required(f"{p}.imagePullPolicy"))
-    elif pull not in ("Always", "IfNotPresent", "Never"):
-        errs.append(not_supported(f"{p}.imagePullPolicy", pull,
-                                  ["Always", "IfNotPresent", "Never"]))
+    elif pull not in _PULL_POLICIES:
+        errs.append(not_supported(f"{p}.imagePullPolicy", pull, _PULL_POLICIES))
     tmp = c.get("terminationMessagePolicy")
     if not tmp:
         errs.append(required(f"{p}.terminationMessagePolicy"))
-    elif tmp not in ("File", "FallbackToLogsOnError"):
+    elif tmp not in _MESSAGE_POLICIES:
         errs.append(not_supported(f"{p}.terminationMessagePolicy", tmp,
-                                  ["File", "FallbackToLogsOnError"]))
-    port_names: set[str] = set()
-    for j, port in enumerate(_l(c.get("ports"))):
-        errs += _container_port(_d(port), f"{p}.ports[{j}]", port_names)
-    for j, env in enumerate(_l(c.get("env"))):
-        env = _d(env)
-        env_name = env.get("name")
-        if not env_name:
-            errs.append(required(f"{p}.env[{j}].name"))
-        elif isinstance(env_name, str):
-            for msg in names.is_env_var_name(env_name):
-                errs.append(invalid(f"{p}.env[{j}].name", env_name, msg))
-        if env.get("valueFrom") is not None and env.get("value"):
-            errs.append(invalid(f"{p}.env[{j}].valueFrom", "",
-                                "may not be specified when `value` is not empty"))
-    mount_paths: set[str] = set()
-    for j, m in enumerate(_l(c.get("volumeMounts"))):
-        m = _d(m)
-        mp = f"{p}.volumeMounts[{j}]"
-        if not m.get("name"):
-            errs.append(required(f"{mp}.name"))
-        elif m["name"] not in volumes:
-            errs.append(not_found(f"{mp}.name", m["name"]))
-        mount_path = m.get("mountPath")
-        if not mount_path:
-            errs.append(required(f"{mp}.mountPath"))
-        elif mount_path in mount_paths:
-            errs.append(invalid(f"{mp}.mountPath", mount_path, "must be unique"))
-        else:
-            mount_paths.add(mount_path)
-    errs += _resources(_d(c.get("resources")), f"{p}.resources")
+                                  _MESSAGE_POLICIES))
+    ports = c.get("ports")
+    if ports:
+        port_names: set[str] = set()
+        for j, port in enumerate(_l(ports)):
+            errs += _container_port(_d(port), f"{p}.ports[{j}]", port_names)
+    env_vars = c.get("env")
+    if env_vars:
+        for j, env in enumerate(_l(env_vars)):
+            env = _d(env)
+            env_name = env.get("name")
+            if not env_name:
+                errs.append(required(f"{p}.env[{j}].name"))
+            elif isinstance(env_name, str):
+                for msg in names.is_env_var_name(env_name):
+                    errs.append(invalid(f"{p}.env[{j}].name", env_name, msg))
+            if env.get("valueFrom") is not None and env.get("value"):
+                errs.append(invalid(f"{p}.env[{j}].valueFrom", "",
+                                    "may not be specified when `value` is not empty"))
+    mounts = c.get("volumeMounts")
+    if mounts:
+        mount_paths: set[str] = set()
+        for j, m in enumerate(_l(mounts)):
+            m = _d(m)
+            mount_name = m.get("name")
+            if not mount_name:
+                errs.append(required(f"{p}.volumeMounts[{j}].name"))
+            elif mount_name not in volumes:
+                errs.append(not_found(f"{p}.volumeMounts[{j}].name", mount_name))
+            mount_path = m.get("mountPath")
+            if not mount_path:
+                errs.append(required(f"{p}.volumeMounts[{j}].mountPath"))
+            elif mount_path in mount_paths:
+                errs.append(invalid(f"{p}.volumeMounts[{j}].mountPath", mount_path,
+                                    "must be unique"))
+            else:
+                mount_paths.add(mount_path)
+    resources = c.get("resources")
+    if resources:
+        errs += _resources(_d(resources), p)
     return errs
 
 
@@ -222,25 +261,27 @@ def _protocol(proto: object, path: str) -> list[Cause]:
     return []
 
 
-def _resources(res: dict, path: str) -> list[Cause]:
+def _resources(res: dict, container_path: str) -> list[Cause]:
     errs: list[Cause] = []
     limits, requests = _d(res.get("limits")), _d(res.get("requests"))
     for group, values in (("limits", limits), ("requests", requests)):
         for rname, q in values.items():
             value = parse_quantity(q)
             if value is None:
-                errs.append(invalid(f"{path}.{group}[{rname}]", q,
+                errs.append(invalid(f"{container_path}.resources.{group}[{rname}]", q,
                                     "quantities must match the regular expression "
                                     "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"))
             elif value < 0:
-                errs.append(invalid(f"{path}.{group}[{rname}]", q,
+                errs.append(invalid(f"{container_path}.resources.{group}[{rname}]", q,
                                     "must be greater than or equal to 0"))
+    if not limits:
+        return errs
     for rname, q in requests.items():
         if rname not in limits:
             continue
         req, lim = parse_quantity(q), parse_quantity(limits[rname])
         if req is not None and lim is not None and req > lim:
-            errs.append(invalid(f"{path}.requests[{rname}]", str(q),
+            errs.append(invalid(f"{container_path}.resources.requests[{rname}]", str(q),
                                 f"must be less than or equal to {rname} limit of "
                                 f"{limits[rname]}"))
     return errs
@@ -310,8 +351,7 @@ def _selector_matches(selector: dict, labels: dict) -> bool:
 
 
 def _label_selector(sel: dict, path: str) -> list[Cause]:
-    from kybernetes.api.validation import validate_labels
-    errs = validate_labels(sel.get("matchLabels"), f"{path}.matchLabels")
+    errs = _validation.validate_labels(sel.get("matchLabels"), f"{path}.matchLabels")
     for i, e in enumerate(_l(sel.get("matchExpressions"))):
         e = _d(e)
         p = f"{path}.matchExpressions[{i}]"
@@ -333,13 +373,12 @@ def _label_selector(sel: dict, path: str) -> list[Cause]:
 
 
 def _template(spec: dict, path: str, restart: tuple[str, ...] | None) -> list[Cause]:
-    from kybernetes.api.validation import validate_annotations, validate_labels
     template = spec.get("template")
     if not isinstance(template, dict):
         return [required(f"{path}.template")]
     tmeta = _d(template.get("metadata"))
-    errs = validate_labels(tmeta.get("labels"), f"{path}.template.metadata.labels")
-    errs += validate_annotations(tmeta.get("annotations"),
+    errs = _validation.validate_labels(tmeta.get("labels"), f"{path}.template.metadata.labels")
+    errs += _validation.validate_annotations(tmeta.get("annotations"),
                                  f"{path}.template.metadata.annotations")
     tspec = _d(template.get("spec"))
     errs += validate_pod_spec(tspec, f"{path}.template.spec")
@@ -493,3 +532,7 @@ def validate_replication_controller(obj: dict, old: dict | None) -> list[Cause]:
         errs.append(invalid("spec.template.metadata.labels", labels,
                             "`selector` does not match template `labels`"))
     return errs + _template(spec, "spec", ("Always",))
+
+
+# Last, as validation imports this module at its top: bound as a module, read at call time.
+from kybernetes.api import validation as _validation  # noqa: E402

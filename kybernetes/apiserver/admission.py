@@ -26,6 +26,7 @@ _GENERATION = {
 # Metadata a client may not set or change.
 _SERVER_OWNED = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                  "selfLink", "generation")
+_DROPPED_ON_CREATE = _SERVER_OWNED + ("resourceVersion",)
 
 
 @dataclass(slots=True)
@@ -194,7 +195,7 @@ def prepare_create(r: Resource, obj: dict, namespace: str | None) -> None:
     meta = obj.setdefault("metadata", {})
     if not isinstance(meta, dict):
         raise errors.bad_request("metadata must be an object")
-    for k in _SERVER_OWNED + ("resourceVersion",):
+    for k in _DROPPED_ON_CREATE:
         meta.pop(k, None)
     if r.namespaced:
         if meta.get("namespace") and namespace and meta["namespace"] != namespace:

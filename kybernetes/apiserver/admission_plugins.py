@@ -70,7 +70,7 @@ def _priority(pod: dict, spec: dict, classes: list[dict]) -> None:
 def _default_tolerations(spec: dict) -> None:
     tolerations = spec.setdefault("tolerations", [])
     for key in _TOLERATED:
-        if any(_tolerates(t, key) for t in tolerations):
+        if tolerations and any(_tolerates(t, key) for t in tolerations):
             continue
         tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
                             "tolerationSeconds": 300})
@@ -84,6 +84,13 @@ def _tolerates(t: dict, key: str) -> bool:
     return t.get("key") == key
 
 
+def _suffix() -> str:
+    """Five letters as random.choices(_ALPHABET, k=5) draws them (the same for the same
+    state), without its per-call setup. Names, not secrets: a plain PRNG is enough."""
+    r, a, n = random.random, _ALPHABET, float(len(_ALPHABET))
+    return a[int(r() * n)] + a[int(r() * n)] + a[int(r() * n)] + a[int(r() * n)] + a[int(r() * n)]
+
+
 def _service_account(spec: dict) -> None:
     sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     spec["serviceAccountName"] = sa
@@ -93,8 +100,7 @@ def _service_account(spec: dict) -> None:
     containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
     if any(m.get("mountPath") == _SA_MOUNT for c in containers for m in c.get("volumeMounts") or []):
         return
-    # Names, not secrets: a plain PRNG is enough (and far cheaper than the system's).
-    name = "kube-api-access-" + "".join(random.choices(_ALPHABET, k=5))
+    name = "kube-api-access-" + _suffix()
     spec.setdefault("volumes", []).append({"name": name, "projected": {
         "defaultMode": 420,
         "sources": [

@@ -7,7 +7,7 @@ import copy
 import orjson
 from aiohttp import web
 
-from kybernetes.api import errors, patch as patchlib, schemas
+from kybernetes.api import apply as applylib, errors, patch as patchlib, schemas
 from kybernetes.api.clock import now_rfc3339
 from kybernetes.api.strategic import strategic_merge
 from kybernetes.api.registry import Resource
@@ -78,21 +78,27 @@ _now = now_rfc3339
 
 def manager_name(request: web.Request) -> str:
     """?fieldManager, else the user agent's program name, as kube-apiserver does."""
-    from kybernetes.api.apply import manager_from_user_agent
-
     fm = request.query.get("fieldManager")
     if fm:
         if len(fm) > 128:
             raise errors.bad_request("fieldManager: Too long: may not be more than 128 bytes")
         return fm
-    return manager_from_user_agent(request.headers.get("User-Agent", ""))
+    agent = request.headers.get("User-Agent", "")
+    name = _agent_managers.get(agent)
+    if name is None:  # a client sends the same agent on every request: derive it once
+        name = applylib.manager_from_user_agent(agent)
+        if len(_agent_managers) >= _MEMO_SIZE:
+            _agent_managers.clear()
+        _agent_managers[agent] = name
+    return name
+
+
+_agent_managers: dict[str, str] = {}
 
 
 def track_update(r: Resource, old: dict | None, new: dict, request: web.Request,
                  subresource: str | None = None) -> None:
     """Record an Update by this request's field manager in managedFields."""
-    from kybernetes.api import apply as applylib
-
     manager, ref, ignore = manager_name(request), schema_ref(r), _ignored(r, subresource)
     memo_key = _create_memo_key(r, old, new, manager, ref, subresource, ignore)
     if memo_key is not None:
@@ -161,8 +167,6 @@ def _reuse_managed_fields(new: dict, entries: list) -> None:
 
 async def server_side_apply(rest, request: web.Request, r: Resource, ns: str | None, name: str,
                             raw: bytes, accept) -> web.Response:
-    from kybernetes.api import apply as applylib
-
     from . import admission
 
     q = request.query
