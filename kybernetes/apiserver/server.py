@@ -39,6 +39,7 @@ _STREAMING = {"log", "exec", "attach", "portforward", "proxy"}
 # its hash).
 _PUBLIC = frozenset(PUBLIC_PATHS) | {"/cacerts"}
 _PUBLIC_PREFIXES = tuple(p + "/" for p in PUBLIC_PATHS)
+_PRIORITY_CLASSES = "/registry/scheduling.k8s.io/priorityclasses/"
 
 
 @dataclass
@@ -89,6 +90,7 @@ class ApiServer:
         self.metrics = Metrics()
         self.runner: web.ServerRunner | None = None
         self.ready = False
+        self._classes: tuple[dict, list[dict]] | None = None  # (cache.objects, PriorityClasses)
         self.port = config.secure_port
 
     # ---- lifecycle ----
@@ -153,11 +155,17 @@ class ApiServer:
             await self.store.close()
 
     def _priority_classes(self) -> list[dict]:
-        r = self.registry.get("scheduling.k8s.io", "v1", "priorityclasses")
-        items, _ = self.cache.list(r.key_prefix())
-        return [o for _, o in items]
+        """Every pod create reads them: listed once, again after one changes (_on_event) or
+        the cache reloads (a new objects dict)."""
+        objects = self.cache.objects
+        if self._classes is None or self._classes[0] is not objects:
+            items, _ = self.cache.list(_PRIORITY_CLASSES)
+            self._classes = (objects, [o for _, o in items])
+        return self._classes[1]
 
     def _on_event(self, ev) -> None:
+        if ev.key.startswith(_PRIORITY_CLASSES):
+            self._classes = None
         if ev.key.startswith("/registry/apiextensions.k8s.io/customresourcedefinitions/"):
             kinds.sync_crds(self.registry, ev.type, ev.obj, ev.prev)
 

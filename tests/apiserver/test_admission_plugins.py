@@ -1,9 +1,13 @@
 """Pod admission as kube-apiserver's Priority, DefaultTolerationSeconds and ServiceAccount plugins."""
 
+import uuid
+
 import pytest
 
 from kybernetes.api.errors import ApiError
 from kybernetes.apiserver.admission_plugins import admit_pod
+from kybernetes.client import resource
+from kybtest import new_namespace
 
 HIGH = {"metadata": {"name": "high"}, "value": 1000, "preemptionPolicy": "Never"}
 DEFAULT = {"metadata": {"name": "low-default"}, "value": 5, "globalDefault": True}
@@ -70,3 +74,25 @@ def test_mirror_pods_keep_their_spec_and_may_not_name_a_service_account():
     with pytest.raises(ApiError) as e:
         admit_pod(q, [])
     assert e.value.code == 403 and "a mirror pod may not reference service accounts" in e.value.message
+
+
+async def test_pods_see_priority_classes_created_and_deleted_after_earlier_pods(client):
+    """The server keeps the PriorityClass list between pod creates: a change must show at once."""
+    pods, classes = resource("v1", "Pod"), resource("scheduling.k8s.io/v1", "PriorityClass")
+    ns = await new_namespace(client, "prio")
+    name = f"prio-{uuid.uuid4().hex[:6]}"
+
+    def body(i: int) -> dict:
+        return {"metadata": {"name": f"p{i}"}, "spec": {"priorityClassName": name,
+                "containers": [{"name": "c", "image": "busybox"}]}}
+
+    with pytest.raises(ApiError) as e:
+        await client.create(pods, body(0), ns)
+    assert e.value.code == 403
+    await client.create(classes, {"metadata": {"name": name}, "value": 777})
+    made = await client.create(pods, body(1), ns)
+    assert made["spec"]["priority"] == 777
+    await client.delete(classes, name)
+    with pytest.raises(ApiError) as e:
+        await client.create(pods, body(2), ns)
+    assert e.value.code == 403 and f"no PriorityClass with name {name} was found" in e.value.message
