@@ -58,6 +58,23 @@ def json_response(body: dict | bytes, status: int = 200,
     return web.Response(body=data, status=status, headers=merged)
 
 
+# JSON of stored objects (never changed in place), by identity: a write's answer and the watch
+# frames of its event carry the same object, which is then encoded once, not three times.
+_OBJECT_JSON: dict[int, tuple[dict, bytes]] = {}
+_FRAME_HEADS = {t: b'{"type":"%s","object":' % t.encode() for t in ("ADDED", "MODIFIED", "DELETED")}
+
+
+def object_json(obj: dict) -> bytes:
+    hit = _OBJECT_JSON.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    data = orjson.dumps(obj)
+    if len(_OBJECT_JSON) >= 4096:
+        _OBJECT_JSON.clear()
+    _OBJECT_JSON[id(obj)] = (obj, data)   # holds obj: its id is not reused while here
+    return data
+
+
 # Field sets of stored objects (never changed in place), by identity: each watch with a field
 # selector asks for the same event's object, and a change's previous state was asked for when
 # it was new. The entry holds the object, so its id cannot be reused while it is here.
@@ -119,7 +136,7 @@ class Rest:
                                             None, accept), status, headers)
         if accept.partial_metadata:
             return json_response(_partial(obj), status, headers)
-        return json_response(obj, status, headers)
+        return json_response(object_json(obj), status, headers)
 
     def table(self, r: Resource, items: list[dict], rv: str, cont: str | None, accept: Accept,
               columns: bool = True, stored: bool = False) -> dict:
@@ -617,7 +634,8 @@ class _WatchStream:
         key = ("json", kind)
         data = ev.encoded.get(key)
         if data is None:
-            data = orjson.dumps({"type": kind, "object": ev.obj}) + b"\n"
+            # the bytes orjson.dumps({"type": kind, "object": obj}) gives, from the shared JSON
+            data = _FRAME_HEADS[kind] + object_json(ev.obj) + b"}\n"
             ev.encoded[key] = data
         return data
 
