@@ -134,19 +134,23 @@ def validate_pod_spec(spec: dict, path: str) -> list[Cause]:
     return errs
 
 
+def _unique_label(name: object, p: str, seen: set[str], errs: list[Cause]) -> None:
+    """`p`.name: required, a DNS-1123 label, not one already in `seen` (volumes, containers)."""
+    if not name:
+        errs.append(required(f"{p}.name"))
+    elif isinstance(name, str):
+        for msg in names.is_dns1123_label(name):
+            errs.append(invalid(f"{p}.name", name, msg))
+        if name in seen:
+            errs.append(duplicate(f"{p}.name", name))
+        seen.add(name)
+
+
 def _validate_volumes(volumes: list, spec_path: str, errs: list[Cause]) -> set[str]:
     seen: set[str] = set()
     for i, v in enumerate(volumes):
         v = _d(v)
-        name = v.get("name")
-        if not name:
-            errs.append(required(f"{spec_path}.volumes[{i}].name"))
-        elif isinstance(name, str):
-            for msg in names.is_dns1123_label(name):
-                errs.append(invalid(f"{spec_path}.volumes[{i}].name", name, msg))
-            if name in seen:
-                errs.append(duplicate(f"{spec_path}.volumes[{i}].name", name))
-            seen.add(name)
+        _unique_label(v.get("name"), f"{spec_path}.volumes[{i}]", seen, errs)
         # The volume's own keys, not all thirty source names, in VOLUME_SOURCES order.
         sources = [k for k, s in v.items() if s is not None and k in _VOLUME_SOURCE_SET]
         if not sources:
@@ -162,15 +166,7 @@ def _validate_container(c: dict, spec_path: str, group: str, i: int, seen: set[s
                         volumes: set[str], image_required: bool) -> list[Cause]:
     errs: list[Cause] = []
     p = f"{spec_path}.{group}[{i}]"
-    name = c.get("name")
-    if not name:
-        errs.append(required(f"{p}.name"))
-    elif isinstance(name, str):
-        for msg in names.is_dns1123_label(name):
-            errs.append(invalid(f"{p}.name", name, msg))
-        if name in seen:
-            errs.append(duplicate(f"{p}.name", name))
-        seen.add(name)
+    _unique_label(c.get("name"), p, seen, errs)
     image = c.get("image")
     if not image:
         if image_required:
