@@ -174,6 +174,34 @@ def test_existing_anti_affinity_found_through_the_cache_index():
     assert got["a"] is None and got["b"].reasons == [ERR_EXISTING_ANTI]
 
 
+def test_counts_of_several_groups_are_merged_without_changing_the_caches():
+    """Two label groups selected by the anti-affinity over one topology key: their counts per
+    host add up in the cycle state, and the cache's own counts stay as they were."""
+    cache = Cache()
+    for n in ("a", "b", "c"):
+        cache.add_node({"metadata": {"name": n, "labels": {HOST: n, ZONE: "z1"}},
+                        "status": {"allocatable": {"cpu": "1", "memory": "1Gi", "pods": "10"}}})
+    cache.add_pod(pod("one", {"app": "web", "v": "1"}, node_name="a"))
+    cache.add_pod(pod("two", {"app": "web", "v": "2"}, node_name="b"))
+    cache.add_pod(pod("three", {"app": "web", "v": "2"}, node_name="b"))
+
+    class Handle:
+        def __init__(self):
+            self.cache = cache
+
+        def namespace_labels(self):
+            return {}
+    plugin = InterPodAffinity(Handle())
+    before = [dict(g.by_domain(cache.groups.nodes, HOST)) for g in cache.groups.by_labels.values()]
+    state = CycleState()
+    assert plugin.pre_filter(state, pod("new", affinity=ANTI), cache.node_list) is None
+    assert state["InterPodAffinity"][2] == {HOST: {"a": 1, "b": 2}}
+    after = [g.by_domain(cache.groups.nodes, HOST) for g in cache.groups.by_labels.values()]
+    assert after == before == [{"a": 1}, {"b": 2}]
+    got = {ni.name: plugin.filter(state, pod("new", affinity=ANTI), ni) for ni in cache.node_list}
+    assert got["a"].reasons == [ERR_ANTI] and got["b"].reasons == [ERR_ANTI] and got["c"] is None
+
+
 def test_required_affinity_needs_a_match_in_the_domain():
     a, b = node("a", "z1"), node("b", "z2")
     place(a, 1, {"app": "db"})

@@ -41,11 +41,22 @@ def _matcher(ns_labels: dict):
     return matches
 
 
-def _add_counts(into: dict, key: str, counts: dict | None) -> None:
-    if counts:
-        m = into.setdefault(key, {})
-        for v, n in counts.items():
-            m[v] = m.get(v, 0) + n
+def _add_counts(into: dict, key: str, counts: dict | None, owned: set) -> None:
+    """Adds a group's members per domain of `key`. The first group's dict is taken as it is,
+    not copied (one entry per node for a hostname key, every cycle): it is the cache's, which
+    stands still during the synchronous cycle, and _update copies before it changes a count.
+    A second group for the same key is merged into a copy, which `owned` then remembers."""
+    if not counts:
+        return
+    m = into.get(key)
+    if m is None:
+        into[key] = counts
+        return
+    if key not in owned:
+        m = into[key] = dict(m)
+        owned.add(key)
+    for v, n in counts.items():
+        m[v] = m.get(v, 0) + n
 
 
 def _bump(counts: dict, key: str, value: str | None, delta: int) -> None:
@@ -89,20 +100,25 @@ class InterPodAffinity(Plugin):
         # existing pods whose required anti-affinity selects this pod (blocked), pods matching
         # all of its affinity terms (aff), pods its anti-affinity selects (anti).
         blocked: dict[str, dict[str, int]] = {}
+        own_blocked: set[str] = set()
         for (_, key), g in groups.anti_terms.items():
             if matches(g.rep, pi):
-                _add_counts(blocked, key, g.by_domain(known, key))
+                _add_counts(blocked, key, g.by_domain(known, key), own_blocked)
         aff: dict[str, dict[str, int]] = {}
         anti: dict[str, dict[str, int]] = {}
+        own_aff: set[str] = set()
+        own_anti: set[str] = set()
         if pi.affinity or pi.anti_affinity:
             for g in _candidates(groups, pi.affinity + pi.anti_affinity):
                 p = g.rep
                 if pi.affinity and all(matches(t, p) for t in pi.affinity):
                     for t in pi.affinity:
-                        _add_counts(aff, t.topology_key, g.by_domain(known, t.topology_key))
+                        _add_counts(aff, t.topology_key, g.by_domain(known, t.topology_key),
+                                    own_aff)
                 for t in pi.anti_affinity:
                     if matches(t, p):
-                        _add_counts(anti, t.topology_key, g.by_domain(known, t.topology_key))
+                        _add_counts(anti, t.topology_key, g.by_domain(known, t.topology_key),
+                                    own_anti)
         if not blocked and not pi.affinity and not pi.anti_affinity:
             return SKIPPED
         self_match = bool(pi.affinity) and all(matches(t, pi) for t in pi.affinity)
