@@ -67,8 +67,17 @@ def _priority(pod: dict, spec: dict, classes: list[dict]) -> None:
         spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
 
 
+def _list_field(owner: dict, key: str) -> list:
+    """owner[key] as a list to append to: null (or absent) becomes a new one, as Go decodes
+    null into a nil slice. Other shapes were refused before admission."""
+    value = owner.get(key)
+    if not isinstance(value, list):
+        value = owner[key] = []
+    return value
+
+
 def _default_tolerations(spec: dict) -> None:
-    tolerations = spec.setdefault("tolerations", [])
+    tolerations = _list_field(spec, "tolerations")
     for key in _TOLERATED:
         if tolerations and any(_tolerates(t, key) for t in tolerations):
             continue
@@ -76,7 +85,9 @@ def _default_tolerations(spec: dict) -> None:
                             "tolerationSeconds": 300})
 
 
-def _tolerates(t: dict, key: str) -> bool:
+def _tolerates(t: dict | None, key: str) -> bool:
+    if not isinstance(t, dict):     # a null entry: validation reports it
+        return False
     if t.get("effect") not in (None, "", "NoExecute"):
         return False
     if t.get("operator") == "Exists" and not t.get("key"):
@@ -97,11 +108,14 @@ def _service_account(spec: dict) -> None:
     spec["serviceAccount"] = sa  # the deprecated alias upstream still fills
     if spec.get("automountServiceAccountToken") is False:
         return
-    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
-    if any(m.get("mountPath") == _SA_MOUNT for c in containers for m in c.get("volumeMounts") or []):
+    # Null entries are left for validation to report (Go decodes them as empty containers).
+    containers = [c for key in ("containers", "initContainers") for c in spec.get(key) or ()
+                  if isinstance(c, dict)]
+    if any(isinstance(m, dict) and m.get("mountPath") == _SA_MOUNT
+           for c in containers for m in c.get("volumeMounts") or ()):
         return
     name = "kube-api-access-" + _suffix()
-    spec.setdefault("volumes", []).append({"name": name, "projected": {
+    _list_field(spec, "volumes").append({"name": name, "projected": {
         "defaultMode": 420,
         "sources": [
             {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
@@ -110,4 +124,5 @@ def _service_account(spec: dict) -> None:
                 "apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
         ]}})
     for c in containers:
-        c.setdefault("volumeMounts", []).append({"name": name, "readOnly": True, "mountPath": _SA_MOUNT})
+        _list_field(c, "volumeMounts").append({"name": name, "readOnly": True,
+                                               "mountPath": _SA_MOUNT})

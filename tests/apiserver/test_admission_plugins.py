@@ -96,3 +96,26 @@ async def test_pods_see_priority_classes_created_and_deleted_after_earlier_pods(
     with pytest.raises(ApiError) as e:
         await client.create(pods, body(2), ns)
     assert e.value.code == 403 and f"no PriorityClass with name {name} was found" in e.value.message
+
+
+def test_null_entries_and_lists_reach_validation_instead_of_crashing_admission():
+    """Found by test_bad_input's hypothesis run: `containers: [null]` made admission fail with a
+    500. Go decodes null entries as empty structs and null lists as nil: validation answers."""
+    p = pod(tolerations=[None], volumes=None)
+    p["spec"]["containers"] = [None, {"name": "c", "image": "i", "volumeMounts": None}]
+    admit_pod(p, [])
+    spec = p["spec"]
+    assert spec["containers"][0] is None
+    assert [m["mountPath"] for m in spec["containers"][1]["volumeMounts"]] == [
+        "/var/run/secrets/kubernetes.io/serviceaccount"]
+    assert [v["name"] for v in spec["volumes"]] == [spec["containers"][1]["volumeMounts"][0]["name"]]
+    assert [t and t["key"] for t in spec["tolerations"]] == [
+        None, "node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"]
+
+
+async def test_a_pod_with_a_null_container_is_invalid_not_an_internal_error(client):
+    ns = await new_namespace(client, "nullc")
+    with pytest.raises(ApiError) as e:
+        await client.create(resource("v1", "Pod"),
+                            {"metadata": {"name": "p"}, "spec": {"containers": [None]}}, ns)
+    assert e.value.code == 422
