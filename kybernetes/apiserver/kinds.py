@@ -52,6 +52,12 @@ class PodHooks(Hooks):
         admit_pod(obj, self.priority_classes())
 
 
+def _ports(spec: dict) -> list[dict]:
+    """The service's ports that are objects: a null entry is validation's to report (Go
+    decodes it as an empty port), not something to allocate for."""
+    return [p for p in spec.get("ports") or () if isinstance(p, dict)]
+
+
 class ServiceHooks(Hooks):
     def __init__(self, store: Store, cidr: str = SERVICE_CIDR):
         self.store = store
@@ -75,17 +81,17 @@ class ServiceHooks(Hooks):
         owner = f"{meta.get('namespace')}/{meta['name']}"
         kind = spec.get("type") or "ClusterIP"
         if kind in ("NodePort", "LoadBalancer"):
-            for port in spec.get("ports") or []:
+            for port in _ports(spec):
                 if not port.get("nodePort"):
                     await self._node_port(port, owner, meta["name"])
         else:  # fields of the external types go with them (upstream's dropTypeDependentFields)
-            for port in spec.get("ports") or []:
+            for port in _ports(spec):
                 port.pop("nodePort", None)
             for field in ("externalTrafficPolicy", "healthCheckNodePort",
                           "allocateLoadBalancerNodePorts", "loadBalancerClass"):
                 spec.pop(field, None)
-        kept = {p.get("nodePort") for p in spec.get("ports") or []}
-        for port in old_spec.get("ports") or []:
+        kept = {p.get("nodePort") for p in _ports(spec)}
+        for port in _ports(old_spec):
             if port.get("nodePort") and port["nodePort"] not in kept:
                 await self._release(f"{_PORT_KEYS}{port['nodePort']}")
         if kind != "ExternalName" and old_spec.get("type") == "ExternalName" and not spec.get("clusterIP"):
@@ -124,7 +130,7 @@ class ServiceHooks(Hooks):
         spec.setdefault("ipFamilies", ["IPv4"])
         spec.setdefault("ipFamilyPolicy", "SingleStack")
         if spec.get("type") in ("NodePort", "LoadBalancer"):
-            for port in spec.get("ports") or []:
+            for port in _ports(spec):
                 await self._node_port(port, owner, meta["name"])
 
     async def _allocate_ip(self, owner: str) -> str:
@@ -162,7 +168,7 @@ class ServiceHooks(Hooks):
         for ip in spec.get("clusterIPs") or []:
             if ip and ip != "None":
                 await self._release(_IP_KEYS + ip)
-        for port in spec.get("ports") or []:
+        for port in _ports(spec):
             if port.get("nodePort"):
                 await self._release(f"{_PORT_KEYS}{port['nodePort']}")
 

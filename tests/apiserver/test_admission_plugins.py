@@ -119,3 +119,18 @@ async def test_a_pod_with_a_null_container_is_invalid_not_an_internal_error(clie
         await client.create(resource("v1", "Pod"),
                             {"metadata": {"name": "p"}, "spec": {"containers": [None]}}, ns)
     assert e.value.code == 422
+
+
+async def test_a_service_with_a_null_port_is_invalid_not_an_internal_error(client):
+    """Found by test_bad_input at a larger fuzz scale: the port allocator read a null port."""
+    services = resource("v1", "Service")
+    ns = await new_namespace(client, "nullp")
+    svc = await client.create(services, {"metadata": {"name": "s"}, "spec": {
+        "ports": [{"port": 80}]}}, ns)
+    svc["spec"]["ports"] = [None]
+    for write in (lambda: client.update(services, svc),
+                  lambda: client.create(services, {"metadata": {"name": "t"}, "spec": {
+                      "type": "NodePort", "ports": [None]}}, ns)):
+        with pytest.raises(ApiError) as e:
+            await write()
+        assert e.value.code == 422
