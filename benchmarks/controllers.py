@@ -308,12 +308,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
             await asyncio.sleep(0.1)
         client = Client.from_kubeconfig(kubeconfig, timeout=60)
         for _ in range(300):
-            try:
-                async with client.session.get("/readyz") as resp:
-                    if resp.status == 200:
-                        break
-            except Exception:
-                pass
+            if await client.ready():
+                break
             await asyncio.sleep(0.2)
         kc = str(kubeconfig)
         procs.start("sim", ["sim", "nodes", "--kubeconfig", kc, "--count", str(args.nodes),

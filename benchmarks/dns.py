@@ -159,11 +159,9 @@ async def prepare(workdir: Path, n: int) -> tuple[subprocess.Popen, subprocess.P
         await asyncio.sleep(0.1)
     client = Client.from_kubeconfig(kubeconfig)
     for _ in range(100):
-        try:
-            await client.request("GET", "/readyz")
+        if await client.ready():
             break
-        except Exception:
-            await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)
     names = await setup(client, n)
     await client.close()
     dns = _start(["dns", "--kubeconfig", str(kubeconfig), "--listen", f"127.0.0.1:{dns_port}",

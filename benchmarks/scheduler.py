@@ -341,11 +341,9 @@ async def end_to_end(n_nodes: int, n_pods: int, kind: str, workdir: Path, in_fli
             await asyncio.sleep(0.1)
         client = Client.from_kubeconfig(kubeconfig)
         for _ in range(100):
-            try:
-                await client.request("GET", "/readyz")
+            if await client.ready():
                 break
-            except Exception:
-                await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)
         t = time.monotonic()
         await _register_nodes(client, n_nodes, in_flight)
         node_s = time.monotonic() - t

@@ -141,6 +141,15 @@ class Client:
             raise _error(status, raw)
         return orjson.loads(raw) if raw else {}
 
+    async def ready(self, path: str = "/readyz") -> bool:
+        """Whether a health endpoint answers 200. Its body is plain text ("ok"), which
+        request() would fail to decode as JSON."""
+        try:
+            status, _ = await self.pool.request("GET", path, self._headers, None, self.timeout)
+        except (asyncio.TimeoutError, OSError):
+            return False
+        return status == 200
+
     # ---- verbs ----
 
     async def get(self, r: Resource, name: str, namespace: str | None = None) -> dict:

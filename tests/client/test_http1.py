@@ -54,6 +54,20 @@ async def test_verbs_round_trip(client, ns):
     assert e.value.code == 404
 
 
+async def test_ready_reads_plain_text_health_endpoints(client):
+    """/readyz answers "ok", not JSON: request() cannot read it, ready() reads the status."""
+    with pytest.raises(ValueError):
+        await client.request("GET", "/readyz")
+    assert await client.ready()
+    assert await client.ready("/livez")
+    assert not await client.ready("/version/nothing-here")
+    dead = Client(ClientConfig(server="https://127.0.0.1:1"), timeout=2)
+    try:
+        assert not await dead.ready()
+    finally:
+        await dead.close()
+
+
 async def test_errors_carry_the_servers_status(client, ns):
     with pytest.raises(ApiError) as e:
         await client.get(CONFIGMAPS, "missing", ns)
