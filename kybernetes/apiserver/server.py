@@ -18,7 +18,7 @@ from kybernetes.api import certificates, errors
 from kybernetes.api.registry import Registry
 from kybernetes.store import Store, open_store
 
-from . import certs, csr, discovery, kinds
+from . import certs, connection, csr, discovery, kinds
 from .authn import PUBLIC_PATHS, Authenticator, TokenFile, User
 from .objects import Objects
 from .satokens import TokenSigner
@@ -130,8 +130,9 @@ class ApiServer:
             return web.BaseRequest(message, payload, protocol, writer, task, loop,
                                    client_max_size=MAX_BODY)
 
-        server = web.Server(self._handle, request_factory=new_request,
-                            handler_cancellation=True, access_log=None)
+        server_class = connection.ApiHttpServer if connection.supported() else web.Server
+        server = server_class(self._handle, request_factory=new_request,
+                              handler_cancellation=True, access_log=None)
         self.runner = web.ServerRunner(server)
         await self.runner.setup()
         site = web.TCPSite(self.runner, cfg.bind_address, cfg.secure_port,
