@@ -32,6 +32,7 @@ import uuid
 from pathlib import Path
 
 from kybernetes.cli import collector
+from kybernetes.cli.main import run_fast  # uvloop, as `kyb apiserver` and `kyb scheduler` run
 from kybernetes.client import Client, resource
 from kybernetes.scheduler.framework import Plugin
 from kybernetes.scheduler.scheduler import Scheduler
@@ -392,6 +393,7 @@ async def end_to_end(n_nodes: int, n_pods: int, kind: str, workdir: Path, in_fli
 
 # ---------------------------------------------------------------- main
 
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=[k for k, _, _ in RUNS], default=None)
@@ -408,7 +410,7 @@ def main() -> None:
             continue
         n, p = args.nodes or n, args.pods or p
         if args.in_process:
-            r = asyncio.run(run(n, p, kind))
+            r = run_fast(run(n, p, kind))
             print(f"{kind} in-process: {n} nodes, {r['bound']}/{p} pods bound; enqueue "
                   f"{r['enqueue_s']:.2f}s, cycles {r['cycle_s']:.2f}s -> {r['pods_per_s']:.0f} pods/s "
                   f"({r['cycle_pods_per_s']:.0f} pods/s cycles only, {r['cpu_pods_per_s']:.0f} per CPU-second); nodes used {r['nodes_used']}, "
@@ -416,7 +418,7 @@ def main() -> None:
             continue
         print(f"{kind}: {n} nodes, {p} pods, end to end", flush=True)
         with tempfile.TemporaryDirectory() as d:
-            r = asyncio.run(end_to_end(n, p, kind, Path(d), args.in_flight, args.profile,
+            r = run_fast(end_to_end(n, p, kind, Path(d), args.in_flight, args.profile,
                                        args.profile_rate))
         print(f"  pods created in {r['created_s']:.1f}s ({r['creates_per_s']:.0f} creates/s), "
               f"all bound in {r['took_s']:.1f}s -> {r['pods_per_s']:.0f} pods/s "
