@@ -38,6 +38,52 @@ def num_feasible_nodes_to_find(percentage: int, total: int) -> int:
     return max(n, MIN_FEASIBLE_NODES)
 
 
+class NodeStatuses:
+    """Node name → the Status that rejected it (upstream's diagnosis, NodeToStatusMap). Only a
+    failed cycle reads it, and a spread or anti-affinity cycle rejects most nodes every time, so
+    nodes rejected together are kept as (nodes, status) and named only when something reads."""
+
+    __slots__ = ("_named", "_later")
+
+    def __init__(self) -> None:
+        self._named: dict[str, Status] = {}
+        self._later: list[tuple[list[NodeInfo], Status]] = []
+
+    def later(self, nodes: list[NodeInfo], status: Status) -> None:
+        self._later.append((nodes, status))
+
+    def _all(self) -> dict[str, Status]:
+        if self._later:
+            for nodes, st in self._later:
+                self._named.update(zip(map(_NAME, nodes), repeat(st)))
+            self._later.clear()
+        return self._named
+
+    def __setitem__(self, name: str, status: Status) -> None:
+        self._all()[name] = status
+
+    def __getitem__(self, name: str) -> Status:
+        return self._all()[name]
+
+    def get(self, name: str, default=None):
+        return self._all().get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._all()
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def values(self):
+        return self._all().values()
+
+    def items(self):
+        return self._all().items()
+
+
 def _state_filter(filters: list, state: CycleState, pi, ni: NodeInfo) -> tuple[int, Status | None]:
     """(index of the first node_state_only filter that rejects, its status), or (len, None)."""
     for j, p in enumerate(filters):
@@ -72,7 +118,7 @@ def label_verdict(checks: list[tuple], labels: dict) -> Status | None:
     return None
 
 
-def _checked(nodes: list[NodeInfo], tables: list[tuple[int, list]], statuses: dict[str, Status],
+def _checked(nodes: list[NodeInfo], tables: list[tuple[int, list]], statuses: NodeStatuses,
              first: Callable[[str], list] | None = None) -> list[NodeInfo]:
     """label_verdict over many nodes at once (all of them passed the other filters): one check
     at a time over the nodes still passing, in C-level passes. Returns the nodes that pass.
@@ -99,7 +145,7 @@ def _checked(nodes: list[NodeInfo], tables: list[tuple[int, list]], statuses: di
                     if f:
                         statuses[ni.name] = missing if v is None else status
             elif any(fail):
-                statuses.update(zip(map(_NAME, compress(nodes, fail)), repeat(status)))
+                statuses.later(list(compress(nodes, fail)), status)
             else:
                 continue
             keep = list(map(not_, fail))
@@ -124,7 +170,7 @@ def _label_checks(filters: list, state: CycleState, pi) -> list[tuple[int, list]
 
 
 def find_feasible(filters: list, state: CycleState, pi, nodes: list[NodeInfo], start: int,
-                  want: int, statuses: dict[str, Status],
+                  want: int, statuses: NodeStatuses,
                   adjust: Callable[[NodeInfo], NodeInfo] | None = None,
                   sids: list[int] | None = None,
                   column: Callable[[str], list] | None = None

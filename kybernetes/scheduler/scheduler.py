@@ -15,7 +15,7 @@ from kybernetes.api.clock import now_rfc3339
 from .cache import Cache, NodeInfo
 from .config import SchedulerConfig, load
 from .events import LimitedWrites
-from .cycle import find_feasible, num_feasible_nodes_to_find, score_and_pick
+from .cycle import NodeStatuses, find_feasible, num_feasible_nodes_to_find, score_and_pick
 from .framework import ERROR, SKIP, CycleState, Status
 from .plugins import REGISTRY
 from .plugins.defaultpreemption import victim_condition
@@ -301,7 +301,7 @@ class Scheduler:
         t.add_done_callback(self._tasks.discard)
 
     def find_nodes(self, fw: Profile, state: CycleState, pi: PodInfo,
-                   statuses: dict[str, Status]) -> list[NodeInfo]:
+                   statuses: NodeStatuses) -> list[NodeInfo]:
         nodes = self.cache.node_list
         total = len(nodes)
         want = num_feasible_nodes_to_find(
@@ -334,7 +334,7 @@ class Scheduler:
         pi = qp.info
         fw = self.framework_for(pi)
         state = CycleState()
-        statuses: dict[str, Status] = {}
+        statuses = NodeStatuses()
         nodes = self.cache.node_list
         if not nodes:
             self._fail(qp, fw, state, "0/0 nodes are available: no nodes available to schedule pods.",

@@ -11,8 +11,8 @@ from hypothesis import given, settings, strategies as st
 
 from kybernetes.scheduler.cache import NodeInfo
 from kybernetes.scheduler.config import build_profile
-from kybernetes.scheduler.cycle import find_feasible, score_and_pick
-from kybernetes.scheduler.framework import CycleState
+from kybernetes.scheduler.cycle import NodeStatuses, find_feasible, score_and_pick
+from kybernetes.scheduler.framework import UNSCHEDULABLE, CycleState, Status
 from kybernetes.scheduler.podinfo import PodInfo
 from kybernetes.scheduler.profile import Profile
 
@@ -92,7 +92,7 @@ def test_fast_cycle_matches_plain_cycle(node_specs, pod_opts, start, want):
 
     state2 = CycleState()
     fw.run_pre_filter(state2, pi, nodes)
-    statuses: dict = {}
+    statuses = NodeStatuses()
     feasible, processed, reps = find_feasible(state2["filters"], state2, pi, nodes, start, want, statuses)
     assert [n.name for n in feasible] == [n.name for n in plain_feasible]
     assert processed == examined
@@ -131,3 +131,20 @@ def test_node_state_signature_tracks_pods_and_taints():
     assert a.sig() != b.sig()
     c = make_node(2, 4, 1, False, 0, 1, False)
     assert c.sig() != a.sig()             # taints are part of the state
+
+
+def test_node_statuses_name_batches_only_when_read_in_the_order_written():
+    """Nodes rejected together are kept as one batch; every read sees them named, and a later
+    single write still wins, as with a plain dict written in the same order."""
+    a, b, c = (NodeInfo({"metadata": {"name": n}}) for n in "abc")
+    first, second = Status(UNSCHEDULABLE, "one"), Status(UNSCHEDULABLE, "two")
+    st = NodeStatuses()
+    assert not st and len(st) == 0
+    st.later([a, b], first)
+    assert st._later  # not named yet
+    assert st.get("a") is first and "b" in st and not st._later
+    st.later([c], first)
+    st["c"] = second
+    assert dict(st.items()) == {"a": first, "b": first, "c": second}
+    assert list(st) == ["a", "b", "c"] and list(st.values()) == [first, first, second]
+    assert st["b"] is first and st.get("z") is None

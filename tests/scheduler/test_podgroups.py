@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from kybernetes.scheduler.cache import Cache, NodeInfo
 from kybernetes.scheduler.config import build_profile
-from kybernetes.scheduler.cycle import find_feasible, label_verdict
+from kybernetes.scheduler.cycle import NodeStatuses, find_feasible, label_verdict
 from kybernetes.scheduler.framework import CycleState
 from kybernetes.scheduler.podgroups import PodGroups
 from kybernetes.scheduler.podinfo import PodInfo
@@ -214,7 +214,7 @@ def test_label_checks_decide_as_filter(zones, existing, o, start, want):
         else:
             plain_statuses[ni.name] = (s.plugin, _key(s))
     for extra in ({}, {"sids": cache.sids, "column": cache.column}):   # as the scheduler calls it
-        statuses: dict = {}
+        statuses = NodeStatuses()
         feasible, processed, _ = find_feasible(state["filters"], state, pi, nodes, start, want,
                                                statuses, **extra)
         assert [ni.name for ni in feasible] == plain
