@@ -1,6 +1,6 @@
 """Scheduler throughput (scheduler_perf shapes), end to end through the API or in-process.
 
-    python benchmarks/scheduler.py [--only basic|spread|anti] [--nodes N --pods M]
+    python benchmarks/scheduler.py [--only basic|spread|anti] [--nodes N --pods M] [--repeat N]
                                    [--profile DIR [--profile-rate HZ]]
     python benchmarks/scheduler.py --in-process [--only ...] [--nodes N --pods M]
 
@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -394,6 +395,31 @@ async def end_to_end(n_nodes: int, n_pods: int, kind: str, workdir: Path, in_fli
 # ---------------------------------------------------------------- main
 
 
+def _report_in_process(kind: str, n: int, p: int, r: dict) -> None:
+    print(f"{kind} in-process: {n} nodes, {r['bound']}/{p} pods bound; enqueue "
+          f"{r['enqueue_s']:.2f}s, cycles {r['cycle_s']:.2f}s -> {r['pods_per_s']:.0f} pods/s "
+          f"({r['cycle_pods_per_s']:.0f} pods/s cycles only, {r['cpu_pods_per_s']:.0f} per CPU-second); nodes used {r['nodes_used']}, "
+          f"max pods on a node {r['max_per_node']}", flush=True)
+
+
+def _report_end_to_end(kind: str, r: dict) -> None:
+    print(f"  pods created in {r['created_s']:.1f}s ({r['creates_per_s']:.0f} creates/s), "
+          f"all bound in {r['took_s']:.1f}s -> {r['pods_per_s']:.0f} pods/s "
+          f"[{r['bound_during_creates']} bound while creating; "
+          f"{r['binds_per_s_after_creates']:.0f} binds/s after]", flush=True)
+    cpu = r["cpu_ms_per_pod"]
+    print(f"  CPU per pod: apiserver {cpu['apiserver']:.2f} ms, scheduler "
+          f"{cpu['scheduler']:.2f} ms (one core each would allow "
+          f"{1000 / max(cpu['apiserver'], 1e-9):.0f} and {1000 / max(cpu['scheduler'], 1e-9):.0f} "
+          f"pods/s); this load generator {cpu['load generator']:.2f} ms", flush=True)
+    rss = r["peak_rss_mib"]
+    print(f"  peak RSS: apiserver {rss['apiserver']:.0f} MiB, scheduler {rss['scheduler']:.0f} MiB",
+          flush=True)
+    if kind == "basic":
+        print(f"  SchedulingBasic: {r['pods_per_s']:.0f} pods/s here | anchor: kube-scheduler CI "
+              f"floor {ANCHOR} pods/s (bigger machine) | goal {GOAL} pods/s", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=[k for k, _, _ in RUNS], default=None)
@@ -403,38 +429,32 @@ def main() -> None:
     ap.add_argument("--in-flight", type=int, default=256, help="concurrent creates")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
     ap.add_argument("--profile-rate", type=int, default=50, help="py-spy samples per second")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of each shape, then their median: this host's speed drifts by "
+                         "tens of percent from one minute to the next")
     args = ap.parse_args()
     collector.install()     # the load generator's decoded watch events pile up like any cache
     for kind, n, p in RUNS:
         if args.only and kind != args.only:
             continue
         n, p = args.nodes or n, args.pods or p
-        if args.in_process:
-            r = run_fast(run(n, p, kind))
-            print(f"{kind} in-process: {n} nodes, {r['bound']}/{p} pods bound; enqueue "
-                  f"{r['enqueue_s']:.2f}s, cycles {r['cycle_s']:.2f}s -> {r['pods_per_s']:.0f} pods/s "
-                  f"({r['cycle_pods_per_s']:.0f} pods/s cycles only, {r['cpu_pods_per_s']:.0f} per CPU-second); nodes used {r['nodes_used']}, "
-                  f"max pods on a node {r['max_per_node']}", flush=True)
-            continue
-        print(f"{kind}: {n} nodes, {p} pods, end to end", flush=True)
-        with tempfile.TemporaryDirectory() as d:
-            r = run_fast(end_to_end(n, p, kind, Path(d), args.in_flight, args.profile,
-                                       args.profile_rate))
-        print(f"  pods created in {r['created_s']:.1f}s ({r['creates_per_s']:.0f} creates/s), "
-              f"all bound in {r['took_s']:.1f}s -> {r['pods_per_s']:.0f} pods/s "
-              f"[{r['bound_during_creates']} bound while creating; "
-              f"{r['binds_per_s_after_creates']:.0f} binds/s after]", flush=True)
-        cpu = r["cpu_ms_per_pod"]
-        print(f"  CPU per pod: apiserver {cpu['apiserver']:.2f} ms, scheduler "
-              f"{cpu['scheduler']:.2f} ms (one core each would allow "
-              f"{1000 / max(cpu['apiserver'], 1e-9):.0f} and {1000 / max(cpu['scheduler'], 1e-9):.0f} "
-              f"pods/s); this load generator {cpu['load generator']:.2f} ms", flush=True)
-        rss = r["peak_rss_mib"]
-        print(f"  peak RSS: apiserver {rss['apiserver']:.0f} MiB, scheduler {rss['scheduler']:.0f} MiB",
-              flush=True)
-        if kind == "basic":
-            print(f"  SchedulingBasic: {r['pods_per_s']:.0f} pods/s here | anchor: kube-scheduler CI "
-                  f"floor {ANCHOR} pods/s (bigger machine) | goal {GOAL} pods/s", flush=True)
+        rates = []
+        for _ in range(max(args.repeat, 1)):
+            if args.in_process:
+                r = run_fast(run(n, p, kind))
+                _report_in_process(kind, n, p, r)
+                rates.append(r["cpu_pods_per_s"])
+                continue
+            print(f"{kind}: {n} nodes, {p} pods, end to end", flush=True)
+            with tempfile.TemporaryDirectory() as d:
+                r = run_fast(end_to_end(n, p, kind, Path(d), args.in_flight, args.profile,
+                                        args.profile_rate))
+            _report_end_to_end(kind, r)
+            rates.append(r["pods_per_s"])
+        if len(rates) > 1:
+            unit = "pods per CPU-second" if args.in_process else "pods/s"
+            print(f"{kind}: {len(rates)} runs, median {statistics.median(rates):.0f} {unit} "
+                  f"(min {min(rates):.0f}, max {max(rates):.0f})", flush=True)
 
 
 if __name__ == "__main__":
