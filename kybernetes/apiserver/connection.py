@@ -49,7 +49,8 @@ _INTERNALS = ("_messages", "_waiter", "_parser", "_request_handler", "_keepalive
               "_next_keepalive_close_time", "_keepalive_timeout", "_request_count",
               "_pause_reading_for_buffer", "_buffer_paused", "_max_msg_queue_size",
               "_upgraded", "_payload_parser", "_message_tail", "_drain_helper", "_close",
-              "_force_close", "_process_keepalive", "_resume_reading_if_drained")
+              "_force_close", "_process_keepalive", "_resume_reading_if_drained",
+              "_lingering_time")
 _STREAM_SUFFIXES = ("/exec", "/attach", "/portforward", "/log")
 
 
@@ -203,6 +204,8 @@ class ApiConnection(RequestHandler):
         try:
             resp = one_piece(await self._request_handler(request))
             await resp.prepare(request)
+            if not payload.is_eof():
+                await self._drop_rest(payload)
             keep = resp.keep_alive and payload.is_eof()
         except (ConnectionError, asyncio.CancelledError):
             pass  # the client went away
@@ -219,6 +222,17 @@ class ApiConnection(RequestHandler):
             self._keepalive_handle = loop.call_at(self._next_keepalive_close_time,
                                                   self._process_keepalive)
         self._flush_held()
+
+    async def _drop_rest(self, payload) -> None:
+        """Read and drop the unread rest of a body (a refused one, say) for up to aiohttp's
+        lingering time, as its own path does: a connection closed with unread data is reset,
+        and the reset can take the answer with it before the client reads it."""
+        try:
+            async with asyncio.timeout(self._lingering_time):
+                while not payload.is_eof():
+                    await payload.readany()
+        except Exception:  # too slow, or the connection went: the caller closes it
+            pass
 
     def _flush_held(self) -> None:
         """After a plain answer: the next held request, plain again if it can be, or every
