@@ -319,9 +319,11 @@ async def _pods_phase(client: Client, kind: str, n_pods: int, in_flight: int,
         w.cancel()
         await asyncio.gather(w, return_exceptions=True)
     end = time.monotonic()
+    events, _ = await client.list_all(resource("v1", "Event"), ns)
     # Binds landing after the last create: the scheduler+bind rate once creates stop competing.
     after = [t for t in bound_at if t > created]
     return {"created_s": created - start, "took_s": end - start,
+            "events": len(events),
             "pods_per_s": n_pods / (end - start), "creates_per_s": n_pods / (created - start),
             "bound_during_creates": len(bound_at) - len(after),
             "binds_per_s_after_creates": len(after) / (end - created) if after and end > created else 0.0}
@@ -406,7 +408,8 @@ def _report_end_to_end(kind: str, r: dict) -> None:
     print(f"  pods created in {r['created_s']:.1f}s ({r['creates_per_s']:.0f} creates/s), "
           f"all bound in {r['took_s']:.1f}s -> {r['pods_per_s']:.0f} pods/s "
           f"[{r['bound_during_creates']} bound while creating; "
-          f"{r['binds_per_s_after_creates']:.0f} binds/s after]", flush=True)
+          f"{r['binds_per_s_after_creates']:.0f} binds/s after; {r['events']} events "
+          f"written by then]", flush=True)
     cpu = r["cpu_ms_per_pod"]
     print(f"  CPU per pod: apiserver {cpu['apiserver']:.2f} ms, scheduler "
           f"{cpu['scheduler']:.2f} ms (one core each would allow "
