@@ -7,6 +7,7 @@ hot paths (Filter/Score run thousands of times per pod), a `Status` otherwise.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 SUCCESS, ERROR, UNSCHEDULABLE, UNRESOLVABLE, WAIT, SKIP, PENDING = range(7)
@@ -61,6 +62,64 @@ def error(message: str) -> Status:
 
 
 SKIPPED = Status(SKIP)
+MAX_PERMIT_WAIT = 15 * 60.0   # upstream caps a Permit plugin's wait at 15 minutes
+
+
+class Wait(Status):
+    """What a Permit plugin returns to hold the pod, at most `timeout` seconds."""
+
+    __slots__ = ("timeout",)
+
+    def __init__(self, timeout: float):
+        super().__init__(WAIT)
+        self.timeout = timeout
+
+
+def go_duration(seconds: float) -> str:
+    """Go's time.Duration text for the usual cases (100ms, 1.5s, 2m0s), as upstream messages."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    m, s = divmod(seconds, 60)
+    return f"{int(m)}m{s:g}s" if m else f"{s:g}s"
+
+
+class WaitingPod:
+    """A pod held after Reserve until every Permit plugin that said Wait allows it (upstream
+    framework.WaitingPod). One Reject, or any one plugin's timeout, rejects it. `result` is
+    None when allowed, the rejecting Status otherwise."""
+
+    def __init__(self, pi, waits: dict[str, float]):
+        self.pod_info = pi
+        loop = asyncio.get_running_loop()
+        self.result: asyncio.Future = loop.create_future()
+        self._timers = {
+            name: loop.call_later(t, self.reject, name,
+                                  f"rejected due to timeout after waiting {go_duration(t)} "
+                                  f"at plugin {name}")
+            for name, t in waits.items()}
+
+    @property
+    def pod(self) -> dict:
+        return self.pod_info.pod
+
+    def pending_plugins(self) -> list[str]:
+        return list(self._timers)
+
+    def allow(self, plugin: str) -> None:
+        t = self._timers.pop(plugin, None)
+        if t is not None:
+            t.cancel()
+        if not self._timers and not self.result.done():
+            self.result.set_result(None)
+
+    def reject(self, plugin: str, message: str) -> None:
+        self.stop()
+        if not self.result.done():
+            self.result.set_result(Status(UNSCHEDULABLE, message, plugin=plugin))
+
+    def stop(self) -> None:
+        for t in self._timers.values():
+            t.cancel()
 
 
 class CycleState(dict):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from .config import ProfileConfig
-from .framework import SKIP, CycleState, Status
+from .framework import ERROR, MAX_PERMIT_WAIT, SKIP, SUCCESS, WAIT, CycleState, Status
 from .plugins import REGISTRY
 
 log = logging.getLogger(__name__)
@@ -88,3 +88,20 @@ class Profile:
                 norm(state, pi, scores)
             totals = [a + b * w for a, b in zip(totals, scores)]
         return totals
+
+    def run_permit(self, state: CycleState, pi, node: str) -> tuple[Status | None, dict]:
+        """Upstream RunPermitPlugins: the first rejection or error ends it (no wait then);
+        otherwise the plugins that said Wait, with their timeouts (capped)."""
+        waits: dict[str, float] = {}
+        for p in self.permit:
+            st = p.permit(state, pi, node)
+            if st is None or st.code == SUCCESS:
+                continue
+            if st.code == WAIT:
+                waits[p.name] = min(getattr(st, "timeout", MAX_PERMIT_WAIT), MAX_PERMIT_WAIT)
+                continue
+            if not st.rejected:
+                st = Status(ERROR, f'running Permit plugin "{p.name}": {st.message()}')
+            st.plugin = p.name
+            return st, {}
+        return None, waits

@@ -156,11 +156,20 @@ class SchedulingQueue:
         else:
             self._set(key, "unschedulable")
 
-    def on_event(self, event: str) -> int:
-        """A cluster event ("Node/Add", "Pod/Delete", …): move the unschedulable pods it may help."""
+    def readd(self, qp: QueuedPod, rejectors: set[str], error: bool = False) -> None:
+        """After a failed binding cycle: back in as after any failed attempt (upstream
+        AddUnschedulableIfNotPresent), though done() may have dropped it (it keeps its attempts)."""
+        if self.pods.setdefault(qp.info.key, qp) is qp:
+            self.requeue(qp, rejectors, error)
+
+    def on_event(self, event: str, skip: str = "") -> int:
+        """A cluster event ("Node/Add", "Pod/Delete", …): move the unschedulable pods it may help
+        (but not `skip`, the pod the event is about)."""
         moved = 0
         self.moved_while_inflight |= self.inflight
         for key in list(self.unschedulable):
+            if key == skip:
+                continue
             qp = self.pods[key]
             if not qp.rejectors or any(event in self.events_of(r) for r in qp.rejectors):
                 self._to_backoff_or_active(qp)

@@ -16,7 +16,7 @@ from .cache import Cache, NodeInfo
 from .config import SchedulerConfig, load
 from .events import LimitedWrites
 from .cycle import NodeStatuses, find_feasible, num_feasible_nodes_to_find, score_and_pick
-from .framework import ERROR, SKIP, CycleState, Status
+from .framework import ERROR, SKIP, CycleState, Status, WaitingPod
 from .plugins import REGISTRY
 from .plugins.defaultpreemption import victim_condition
 from .podinfo import PodInfo, pod_priority
@@ -100,6 +100,7 @@ class Scheduler:
         self._reps: dict = {}
         self._binds = asyncio.Semaphore(BINDS_IN_FLIGHT)
         self._tasks: set[asyncio.Task] = set()
+        self.waiting: dict[str, WaitingPod] = {}   # uid → pod held by Permit, all profiles
         self.scheduled = 0
 
     # ---- handle for plugins ----
@@ -116,6 +117,20 @@ class Scheduler:
     def namespace_labels(self) -> dict[str, dict]:
         return {ns["metadata"]["name"]: ns["metadata"].get("labels") or {}
                 for ns in self.informers["Namespace"].list()}
+
+    def get_waiting_pod(self, uid: str) -> WaitingPod | None:
+        return self.waiting.get(uid)
+
+    def iterate_over_waiting_pods(self, fn) -> None:
+        for wp in list(self.waiting.values()):
+            fn(wp)
+
+    def reject_waiting_pod(self, uid: str) -> bool:
+        wp = self.waiting.get(uid)
+        if wp is None:
+            return False
+        wp.reject("", "removed")
+        return True
 
     def framework_for(self, pi: PodInfo) -> Profile:
         return self.profiles[pi.spec.get("schedulerName") or "default-scheduler"]
@@ -203,6 +218,8 @@ class Scheduler:
 
     def _on_pod_delete(self, pod: dict) -> None:
         key = f"{pod['metadata'].get('namespace')}/{pod['metadata']['name']}"
+        if self.waiting:
+            self.reject_waiting_pod(pod["metadata"].get("uid", ""))
         self.queue.delete(key)
         self._unnominate(key)
         if self.cache.remove_pod(key) is not None and self.queue.unschedulable:
@@ -368,14 +385,25 @@ class Scheduler:
                 self._unreserve(fw, state, pi, node_name)
                 self._fail(qp, fw, state, st.message(), {p.name}, statuses, error=True)
                 return
-        for p in fw.permit:
-            st = p.permit(state, pi, node_name)
-            if st is not None and not st.success:
+        wp = None
+        if fw.permit:
+            st, waits = fw.run_permit(state, pi, node_name)
+            if st is not None:
                 self._unreserve(fw, state, pi, node_name)
-                self._fail(qp, fw, state, st.message(), {p.name}, statuses, error=True)
+                if st.rejected:   # upstream: a FitError over the one suggested node
+                    statuses = NodeStatuses()
+                    statuses[node_name] = st
+                    self._fail(qp, fw, state, fit_error_message(1, statuses, None), {st.plugin},
+                               statuses, run_post=False)
+                else:
+                    self._fail(qp, fw, state, st.message(), set(), statuses, error=True)
                 return
-        self.queue.done(pi.key)
-        self._spawn(self._binding_cycle(fw, state, qp, node_name))
+            if waits:
+                wp = self.waiting[pi.uid] = WaitingPod(pi, waits)
+        if wp is None:
+            self.queue.done(pi.key)
+        # else it stays in flight in the queue until allowed, as upstream's does until Done
+        self._spawn(self._binding_cycle(fw, state, qp, node_name, wp))
 
     def _unreserve(self, fw: Profile, state, pi: PodInfo, node: str) -> None:
         for p in reversed(fw.reserve):
@@ -384,8 +412,21 @@ class Scheduler:
                 un(state, pi, node)
         self.cache.forget(pi.key)
 
-    async def _binding_cycle(self, fw: Profile, state, qp: QueuedPod, node: str) -> None:
+    async def _binding_cycle(self, fw: Profile, state, qp: QueuedPod, node: str,
+                             wp: WaitingPod | None = None) -> None:
         pi = qp.info
+        if wp is not None:
+            # Upstream WaitOnPermit, outside the bind slots: only bindings hold those.
+            try:
+                st = await wp.result
+            finally:
+                wp.stop()
+                if self.waiting.get(pi.uid) is wp:
+                    del self.waiting[pi.uid]
+            if st is not None:
+                self._binding_failed(fw, state, qp, node, st)
+                return
+            self.queue.done(pi.key)
         async with self._binds:
             st = None
             for p in fw.pre_bind:
@@ -399,14 +440,8 @@ class Scheduler:
                         break
         if st is not None:
             log.info("binding %s to %s failed: %s", pi.key, node, st.message())
-            self._unreserve(fw, state, pi, node)
-            if self.informers["Pod"].get(pi.key) is not None:
-                self.queue.add(pi)
-                qp2 = self.queue.pods.get(pi.key)
-                if qp2 is not None:
-                    qp2.attempts = qp.attempts
-                self.recorder.event(pi.pod, "Warning", "FailedScheduling",
-                                    f"Binding rejected: {st.message()}")
+            self._binding_failed(fw, state, qp, node,
+                                 Status(ERROR, f"Binding rejected: {st.message()}"))
             return
         self.scheduled += 1
         self.recorder.event(pi.pod, "Normal", "Scheduled",
@@ -415,6 +450,23 @@ class Scheduler:
             p.post_bind(state, pi, node)
 
     # ---- failures ----
+
+    def _binding_failed(self, fw: Profile, state, qp: QueuedPod, node: str, st: Status) -> None:
+        """Upstream handleBindingCycleError: Unreserve and forget the assumed pod, whose room
+        may let other pods fit (a Pod/Delete for them, not for it), then requeue it: rejected
+        (by Permit) as unschedulable, an error with backoff."""
+        pi = qp.info
+        alive = self.cache.is_assumed(pi.key)   # not deleted (nor seen bound) meanwhile
+        self._unreserve(fw, state, pi, node)
+        if alive:
+            rejected = st.rejected
+            self.queue.readd(qp, {st.plugin} if rejected else set(), error=not rejected)
+            msg = st.message()
+            self.recorder.event(pi.pod, "Warning", "FailedScheduling", msg)
+            self._spawn(self._set_unschedulable(pi, msg, None,
+                                                "Unschedulable" if rejected else "SchedulerError"))
+        if self.queue.unschedulable:
+            self.queue.on_event("Pod/Delete", skip=pi.key)
 
     def _fail(self, qp: QueuedPod, fw: Profile, state, message: str | None, rejectors: set[str],
               statuses: dict[str, Status], error: bool = False, run_post: bool = True) -> None:
@@ -438,8 +490,9 @@ class Scheduler:
         self._spawn(self._set_unschedulable(pi, message,
                                             nominated.node if nominated is not None else None))
 
-    async def _set_unschedulable(self, pi: PodInfo, message: str, nominated: str | None) -> None:
-        cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+    async def _set_unschedulable(self, pi: PodInfo, message: str, nominated: str | None,
+                                 reason: str = "Unschedulable") -> None:
+        cond = {"type": "PodScheduled", "status": "False", "reason": reason,
                 "message": message, "lastProbeTime": None, "lastTransitionTime": _now()}
         status: dict = {"conditions": [cond]}
         if nominated:
