@@ -162,6 +162,13 @@ class PodInfo:
                 if p.get("hostPort"):
                     ports.append((p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP",
                                   p["hostPort"]))
+        for c in spec.get("initContainers") or ():
+            # Upstream GetHostPorts: sidecars (restartable init containers) hold host ports too.
+            if c.get("restartPolicy") == "Always":
+                for p in c.get("ports") or ():
+                    if p.get("hostPort"):
+                        ports.append((p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP",
+                                      p["hostPort"]))
         self.ports = ports
         aff = spec.get("affinity")
         pa = aff.get("podAffinity") if aff else None

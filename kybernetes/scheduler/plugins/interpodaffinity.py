@@ -253,5 +253,6 @@ class InterPodAffinity(Plugin):
             return
         lo, hi = min(scores), max(scores)
         diff = hi - lo
+        # Upstream scales in float64 and truncates: 100 * (29/100) gives 28, not 29.
         for i, s in enumerate(scores):
-            scores[i] = 100 * (s - lo) // diff if diff > 0 else 0
+            scores[i] = int(100 * ((s - lo) / diff)) if diff > 0 else 0

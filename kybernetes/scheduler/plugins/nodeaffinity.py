@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..framework import SKIPPED, Plugin, default_normalize, unresolvable
 
 ERR_REASON = "node(s) didn't match Pod's node affinity/selector"
+ERR_ENFORCED = "node(s) didn't match scheduler-enforced node affinity"
 
 
 def _requirement(expr: dict, value: str | None) -> bool:
@@ -64,10 +65,22 @@ class NodeAffinity(Plugin):
     name = "NodeAffinity"
     events = ("Node/Add", "Node/Update")
 
+    def __init__(self, handle=None, args=None):
+        super().__init__(handle, args)
+        # NodeAffinityArgs.addedAffinity: applied to every pod on top of its own terms.
+        added = self.args.get("addedAffinity") or {}
+        req = added.get("requiredDuringSchedulingIgnoredDuringExecution")
+        self.added_terms = None if req is None else list(req.get("nodeSelectorTerms") or ())
+        pref = added.get("preferredDuringSchedulingIgnoredDuringExecution") or ()
+        self.added_pref = [(t.get("weight", 0), t.get("preference") or {}) for t in pref]
+
     def pre_filter(self, state, pi, nodes):
-        return None if has_required(pi.spec) else SKIPPED
+        return None if self.added_terms is not None or has_required(pi.spec) else SKIPPED
 
     def filter(self, state, pi, ni):
+        if self.added_terms is not None and not any(
+                term_matches(t, ni.labels, ni.name) for t in self.added_terms):
+            return unresolvable(ERR_ENFORCED)
         if not required_matches(pi.spec, ni.labels, ni.name):
             return unresolvable(ERR_REASON)
         return None
@@ -75,9 +88,10 @@ class NodeAffinity(Plugin):
     def pre_score(self, state, pi, nodes):
         pref = ((pi.spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
             "preferredDuringSchedulingIgnoredDuringExecution")
-        if not pref:
+        if not pref and not self.added_pref:
             return SKIPPED
-        state[self.name] = [(t.get("weight", 0), t.get("preference") or {}) for t in pref]
+        state[self.name] = [(t.get("weight", 0), t.get("preference") or {})
+                            for t in pref or ()] + self.added_pref
         return None
 
     def score(self, state, pi, ni):

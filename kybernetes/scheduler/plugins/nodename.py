@@ -15,7 +15,9 @@ class NodeName(Plugin):
         return None
 
     def filter(self, state, pi, ni):
-        if pi.spec.get("nodeName") != ni.name:
+        # Upstream Fits: a pod without spec.nodeName fits every node.
+        name = pi.spec.get("nodeName")
+        if name and name != ni.name:
             return unresolvable(ERR_REASON)
         return None
 

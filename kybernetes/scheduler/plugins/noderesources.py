@@ -55,7 +55,10 @@ def broken_linear(shape: list[tuple[int, int]]):
                 if i == 0:
                     return shape[0][1]
                 u0, s0 = shape[i - 1]
-                return s0 + (s - s0) * (p - u0) // (u - u0)
+                # Go's integer division truncates toward zero (Python's // floors).
+                d = (s - s0) * (p - u0)
+                q = abs(d) // (u - u0)
+                return s0 + (q if d >= 0 else -q)
         return shape[-1][1]
     return f
 
@@ -69,6 +72,11 @@ def node_amounts(ni, name: str, nonzero: bool) -> tuple[int, int]:
     if name == "pods":
         return ni.alloc_pods, len(ni.pods)
     return ni.allocatable.get(name, 0), ni.requested.get(name, 0)
+
+
+def is_scalar(name: str) -> bool:
+    """Upstream IsScalarResourceName: extended, prefixed-native, hugepages, attachable volumes."""
+    return "/" in name or name.startswith(("hugepages-", "attachable-volumes-"))
 
 
 def pod_amount(pi, name: str, nonzero: bool) -> int:
@@ -126,9 +134,14 @@ class NodeResourcesFit(Plugin):
             alloc, req = node_amounts(ni, name, True)
             if alloc == 0:
                 continue  # resources the node lacks don't count (upstream skips them)
-            req += pod_amount(pi, name, True)
+            want = pod_amount(pi, name, True)
+            if not want and is_scalar(name):
+                continue  # upstream: a scalar resource the pod doesn't request isn't scored
+            req += want
             if self.ratio is not None:
                 s = self.ratio(100 if req > alloc else req * 100 // alloc)
+                if s <= 0:
+                    continue  # upstream: zero-score resources stay out of the weight sum
             else:
                 s = fn(req, alloc)
             total += s * w
@@ -154,7 +167,10 @@ class NodeResourcesBalancedAllocation(Plugin):
             alloc, req = node_amounts(ni, name, False)
             if alloc == 0:
                 continue
-            req += pod_amount(pi, name, False)
+            want = pod_amount(pi, name, False)
+            if not want and is_scalar(name):
+                continue  # upstream: a scalar resource the pod doesn't request isn't scored
+            req += want
             fractions.append(min(req / alloc, 1.0))
         if len(fractions) == 2:
             std = abs(fractions[0] - fractions[1]) / 2

@@ -66,8 +66,15 @@ class PodTopologySpread(Plugin):
     def __init__(self, handle=None, args=None):
         super().__init__(handle, args)
         defaulting = self.args.get("defaultingType", "System")
-        self.defaults = (self.args.get("defaultConstraints") or []) if defaulting == "List" \
+        # Upstream: only the system defaults let nodes lacking a topology key still score.
+        self.system_defaulted = defaulting != "List"
+        defaults = (self.args.get("defaultConstraints") or []) if defaulting == "List" \
             else SYSTEM_DEFAULTS
+        self.defaults = defaults
+        self.hard_defaults = [c for c in defaults
+                              if c.get("whenUnsatisfiable", "DoNotSchedule") == "DoNotSchedule"]
+        self.soft_defaults = [c for c in defaults
+                              if c.get("whenUnsatisfiable", "DoNotSchedule") == "ScheduleAnyway"]
 
     @staticmethod
     def _count(c: Constraint, ni) -> int:
@@ -91,13 +98,14 @@ class PodTopologySpread(Plugin):
         if own:
             return [Constraint(c, pi) for c in own
                     if (c.get("whenUnsatisfiable", "DoNotSchedule") == "DoNotSchedule") == hard]
-        if hard or not self.defaults or self.handle is None:
+        # Upstream buildDefaultConstraints: DoNotSchedule defaults filter too.
+        defaults = self.hard_defaults if hard else self.soft_defaults
+        if not defaults or self.handle is None:
             return []
         sel = self.handle.default_selector(pi)
         if sel is None or sel.empty():
             return []
-        return [Constraint(c, pi, sel) for c in self.defaults
-                if c.get("whenUnsatisfiable") == "ScheduleAnyway"]
+        return [Constraint(c, pi, sel) for c in defaults]
 
     # ---- filter ----
 
@@ -205,17 +213,24 @@ class PodTopologySpread(Plugin):
         if not cs:
             return SKIPPED
         keys = [c.key for c in cs]
+        # Upstream requireAllTopologies: with the system defaults a node lacking a key is not
+        # ignored; it scores on the keys it has and counts as a "" domain for the weights.
+        require_all = bool(pi.spec.get("topologySpreadConstraints")) or not self.system_defaulted
         counts: list[dict[str, int]] = [{} for _ in cs]
         domains: list[set] = [set() for _ in cs]
+        scored = 0
         for ni in nodes:          # domains among the feasible nodes set the weights
-            if all(k in ni.labels for k in keys):
-                for c, d in zip(cs, domains):
-                    d.add(ni.labels[c.key])
+            labels = ni.labels
+            if require_all and not all(k in labels for k in keys):
+                continue
+            scored += 1
+            for c, d in zip(cs, domains):
+                d.add(labels.get(c.key, ""))
         all_nodes = self.handle.cache.node_list if self.handle else nodes
         if not any((c.honor_affinity and has_required(pi.spec)) or c.honor_taints for c in cs):
             # Every node with the keys is eligible: per-domain counts from the pod groups.
             groups = self._groups(all_nodes)
-            required = tuple(sorted(set(keys)))
+            required = tuple(sorted(set(keys))) if require_all else ()
             alike = [g for (_, terminating), g in
                      groups.by_namespace.get(pi.namespace, {}).items() if not terminating]
             for c, cnt in zip(cs, counts):
@@ -228,25 +243,30 @@ class PodTopologySpread(Plugin):
         else:
             for ni in all_nodes:
                 labels = ni.labels
-                if not all(k in labels for k in keys):
+                if require_all and not all(k in labels for k in keys):
                     continue
                 for c, cnt in zip(cs, counts):
-                    if c.key == HOSTNAME or not _eligible(c, pi, ni):
+                    if c.key == HOSTNAME or c.key not in labels or not _eligible(c, pi, ni):
                         continue
                     v = labels[c.key]
                     cnt[v] = cnt.get(v, 0) + self._count(c, ni)
-        weights = [math.log(len(d) + 2) for d in domains]
-        state[self.name + "/score"] = (cs, counts, weights, keys)
+        # Upstream's hostname weight: the number of scored nodes, not of distinct values.
+        weights = [math.log((scored if c.key == HOSTNAME else len(d)) + 2)
+                   for c, d in zip(cs, domains)]
+        state[self.name + "/score"] = (cs, counts, weights, keys, require_all)
         return None
 
     def score(self, state, pi, ni):
-        cs, counts, weights, keys = state[self.name + "/score"]
+        cs, counts, weights, keys, require_all = state[self.name + "/score"]
         labels = ni.labels
-        if not all(k in labels for k in keys):
+        if require_all and not all(k in labels for k in keys):
             return -1          # ignored node; normalize gives it 0
         s = 0.0
         for c, cnt, w in zip(cs, counts, weights):
-            n = self._count(c, ni) if c.key == HOSTNAME else cnt.get(labels[c.key], 0)
+            v = labels.get(c.key)
+            if v is None:
+                continue
+            n = self._count(c, ni) if c.key == HOSTNAME else cnt.get(v, 0)
             s += n * w + (c.max_skew - 1)
         return int(math.floor(s + 0.5))
 
