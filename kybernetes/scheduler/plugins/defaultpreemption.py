@@ -66,8 +66,11 @@ class DefaultPreemption(Plugin):
         out = []
         for pdb in self.handle.list("PodDisruptionBudget"):
             sel = label_selector_from_object((pdb.get("spec") or {}).get("selector"))
-            allowed = (pdb.get("status") or {}).get("disruptionsAllowed", 0)
-            out.append((pdb["metadata"].get("namespace"), sel, allowed))
+            if sel.empty():
+                continue            # upstream: a nil or empty PDB selector matches nothing
+            status = pdb.get("status") or {}
+            out.append((pdb["metadata"].get("namespace") or "default", sel,
+                        status.get("disruptionsAllowed", 0), status.get("disruptedPods") or {}))
         return out
 
     def _victims_on(self, fw, state, pi, ni, pdbs):
@@ -84,15 +87,18 @@ class DefaultPreemption(Plugin):
         if st is not None:
             return None, st
         # Reprieve as many as possible: PDB-protected first, then by priority (highest first).
-        budgets = [list(b) for b in pdbs]
+        # Upstream filterPodsWithPDBViolation: budgets counted down in MoreImportantPod order;
+        # a pod the PDB already lists as disrupted neither counts nor violates.
+        allowed = [b[2] for b in pdbs]
         violating, ok = [], []
-        for p in sorted(lower, key=lambda p: (-p.priority, p.start_time)):
+        for p in sorted(lower, key=lambda p: (-p.priority, _start(p))):
             hit = False
-            for b in budgets:
-                if b[0] == p.namespace and b[1].matches(p.labels):
-                    b[2] -= 1
-                    if b[2] < 0:
-                        hit = True
+            if p.labels:
+                for i, (ns, sel, _, disrupted) in enumerate(pdbs):
+                    if ns == p.namespace and p.name not in disrupted and sel.matches(p.labels):
+                        allowed[i] -= 1
+                        if allowed[i] < 0:
+                            hit = True
             (violating if hit else ok).append(p)
         victims, n_violations = [], 0
         for group, counts in ((violating, True), (ok, False)):
@@ -108,7 +114,8 @@ class DefaultPreemption(Plugin):
 
 
 def _start(p) -> str:
-    return p.start_time or ""
+    # Upstream GetPodStartTime: a pod not started yet counts as starting now, after all others.
+    return (p.pod.get("status") or {}).get("startTime") or "\uffff"
 
 
 def pick_one(cands: list[Candidate]) -> Candidate:
@@ -118,7 +125,7 @@ def pick_one(cands: list[Candidate]) -> Candidate:
         if not c.victims:
             return (c.pdb_violations, -(2**63), 0, 0, "")
         top = max(p.priority for p in c.victims)
-        total = sum(p.priority + 2**31 + 1 for p in c.victims)  # offset keeps negatives ordered
+        total = sum(p.priority + 2**31 for p in c.victims)  # upstream's MaxInt32+1 offset
         earliest_top = min(_start(p) for p in c.victims if p.priority == top)
         inv = "".join(chr(0x10FFFF - ord(ch)) for ch in earliest_top)  # latest first
         return (c.pdb_violations, top, total, len(c.victims), inv)
