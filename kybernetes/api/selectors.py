@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from collections import abc
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 
 class SelectorError(ValueError):
@@ -562,32 +562,49 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-_POD_SPEC_FIELDS = tuple((f"spec.{f}", f) for f in (
-    "nodeName", "restartPolicy", "schedulerName", "serviceAccountName"))
-_POD_STATUS_FIELDS = tuple((f"status.{f}", f) for f in ("phase", "nominatedNodeName"))
+def _part(obj: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = obj.get(name)
+    return value if _is_map(value) else {}
+
+
+def _pod_ip(obj: Mapping[str, Any]) -> str:
+    # Upstream takes the first of podIPs; status.podIPs itself is accepted but never set.
+    status = _part(obj, "status")
+    ips = status.get("podIPs") or []
+    first = ips[0].get("ip", "") if ips and _is_map(ips[0]) else ""
+    return _text(first or status.get("podIP"))
+
+
+def _in(part: str, name: str) -> Callable[[Mapping[str, Any]], str]:
+    return lambda obj: _text((obj.get(part) or {}).get(name) if part == "metadata"
+                             else _part(obj, part).get(name))
+
+
+# Each selectable pod field alone: a watch's selector names one or two of them, and every pod
+# event on such a watch is matched (twice for a change), so only those are looked up.
+POD_FIELDS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "metadata.name": _in("metadata", "name"),
+    "metadata.namespace": _in("metadata", "namespace"),
+    "spec.nodeName": _in("spec", "nodeName"),
+    "spec.restartPolicy": _in("spec", "restartPolicy"),
+    "spec.schedulerName": _in("spec", "schedulerName"),
+    "spec.serviceAccountName": _in("spec", "serviceAccountName"),
+    "spec.hostNetwork": lambda obj: _text(bool(_part(obj, "spec").get("hostNetwork"))),
+    "status.phase": _in("status", "phase"),
+    "status.nominatedNodeName": _in("status", "nominatedNodeName"),
+    "status.podIP": _pod_ip,
+}
 
 
 def field_set(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
     """The field values a field selector is matched against (upstream *ToSelectableFields)."""
+    if kind == "Pod":
+        return {f: get(obj) for f, get in POD_FIELDS.items()}
     meta = obj.get("metadata") or {}
     fields = {"metadata.name": _text(meta.get("name"))}
     if kind not in _NO_NAMESPACE_LABEL:
         fields["metadata.namespace"] = _text(meta.get("namespace"))
-    if kind == "Pod":
-        # Every pod event on a selecting watch gets here (twice for a change): no path walks.
-        spec, status = obj.get("spec"), obj.get("status")
-        spec = spec if _is_map(spec) else {}
-        status = status if _is_map(status) else {}
-        ips = status.get("podIPs") or []
-        first_ip = ips[0].get("ip", "") if ips and _is_map(ips[0]) else ""
-        for field, name in _POD_SPEC_FIELDS:
-            fields[field] = _text(spec.get(name))
-        for field, name in _POD_STATUS_FIELDS:
-            fields[field] = _text(status.get(name))
-        fields["spec.hostNetwork"] = _text(bool(spec.get("hostNetwork")))
-        # Upstream takes the first of podIPs; status.podIPs itself is accepted but never set.
-        fields["status.podIP"] = _text(first_ip or status.get("podIP"))
-    elif kind == "Event":
+    if kind == "Event":
         for f in _KIND_FIELDS["Event"]:
             if f.startswith("involvedObject.") or f in ("reason", "type"):
                 fields[f] = _text(_get(obj, f))

@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 
 from kybernetes.api import errors
 from kybernetes.api.registry import Registry, Resource
-from kybernetes.api.selectors import (LabelSelector, SelectorError, field_set,
+from kybernetes.api.selectors import (POD_FIELDS, LabelSelector, SelectorError, field_set,
                                       parse_field_selector, parse_label_selector)
 from kybernetes.store import CompactedError
 
@@ -92,6 +92,19 @@ def _field_set(kind: str, obj: dict) -> dict:
     return fields
 
 
+class _PodFields:
+    """A pod's selectable fields, each looked up when a selector asks for it."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: dict):
+        self.obj = obj
+
+    def get(self, field: str, default: str = "") -> str:
+        get = POD_FIELDS.get(field)
+        return default if get is None else get(self.obj)
+
+
 class Selectors:
     def __init__(self, query, r: Resource):
         try:
@@ -112,7 +125,11 @@ class Selectors:
         meta = obj.get("metadata") or {}
         if not self.labels.matches(meta.get("labels") or {}):
             return False
-        return self.fields.empty() or self.fields.matches(_field_set(self.kind, obj))
+        if self.fields.empty():
+            return True
+        if self.kind == "Pod":
+            return self.fields.matches(_PodFields(obj))
+        return self.fields.matches(_field_set(self.kind, obj))
 
     def name_only(self) -> str | None:
         """`metadata.name=X` selects one key: no need to scan the collection."""
