@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import signal
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 from kybernetes.api import certificates, errors
 from kybernetes.api.registry import Registry
@@ -54,26 +57,43 @@ class Config:
     merge_kubeconfig: Path | None = None  # also merge the admin kubeconfig into this file
 
 
-@dataclass
-class Metrics:
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
-    def __post_init__(self):
-        self.requests = Counter("apiserver_request", "Requests by verb, resource and code",
-                                ["verb", "resource", "code"], registry=self.registry)
-        self.latency = Histogram("apiserver_request_duration_seconds", "Request latency",
-                                 ["verb"], registry=self.registry,
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-        self._children: dict[tuple, tuple] = {}  # labels() validates and locks on every call
+
+class Metrics:
+    """apiserver_request_total and apiserver_request_duration_seconds, counted in plain dicts
+    and turned into metric families only when scraped: prometheus_client's own Counter and
+    Histogram lock and validate on every call, ~2.4 µs of each request."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._requests: dict[tuple[str, str, int], int] = {}
+        self._latency: dict[str, list] = {}  # verb → [count per bucket (+Inf last), sum]
+        self.registry.register(self)
 
     def observe(self, verb: str, resource: str, code: int, seconds: float) -> None:
         key = (verb, resource, code)
-        pair = self._children.get(key)
-        if pair is None:
-            pair = self._children[key] = (self.requests.labels(verb, resource, str(code)),
-                                          self.latency.labels(verb))
-        pair[0].inc()
-        pair[1].observe(seconds)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        h = self._latency.get(verb)
+        if h is None:
+            h = self._latency[verb] = [0] * (len(_LATENCY_BUCKETS) + 1) + [0.0]
+        h[bisect.bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        h[-1] += seconds
+
+    def collect(self):
+        requests = CounterMetricFamily("apiserver_request", "Requests by verb, resource and code",
+                                       labels=["verb", "resource", "code"])
+        for (verb, resource, code), n in self._requests.items():
+            requests.add_metric([verb, resource, str(code)], n)
+        latency = HistogramMetricFamily("apiserver_request_duration_seconds", "Request latency",
+                                        labels=["verb"])
+        for verb, h in self._latency.items():
+            cumulative, buckets = 0, []
+            for le, n in zip([*map(floatToGoString, _LATENCY_BUCKETS), "+Inf"], h):
+                cumulative += n
+                buckets.append((le, cumulative))
+            latency.add_metric([verb], buckets, h[-1])
+        return [requests, latency]
 
 
 def authorize(user: User, attrs: dict) -> tuple[bool, str]:
