@@ -54,6 +54,9 @@ class TokenFile:
         self.tokens[token] = user
 
 
+UNREAD = object()  # a connection whose client certificate was not read yet
+
+
 class Authenticator:
     def __init__(self, tokens: TokenFile, service_account=None):
         self.tokens = tokens
@@ -74,15 +77,22 @@ class Authenticator:
             if self.service_account and token.count(".") == 2:
                 return self.service_account(token)
             return None
+        # The API server's own connections keep it (no weak reference made per request).
+        proto = request.protocol
+        user = getattr(proto, "peer_user", UNREAD)
+        if user is not UNREAD:
+            return user
         sslobj = request.transport.get_extra_info("ssl_object") if request.transport else None
         if isinstance(sslobj, ssl.SSLObject):
             try:
-                return self._by_connection[sslobj]
+                user = self._by_connection[sslobj]
             except KeyError:
                 cert = sslobj.getpeercert()
                 user = _user_from_cert(cert) if cert else None
                 self._by_connection[sslobj] = user
-                return user
+            if hasattr(proto, "peer_user"):
+                proto.peer_user = user
+            return user
         return None
 
 

@@ -40,6 +40,7 @@ except ImportError:  # another aiohttp: supported() says no
 
 from kybernetes.api import errors
 
+from .authn import UNREAD
 from .request import MAX_BODY
 from .response import JsonResponse
 
@@ -98,6 +99,10 @@ class ApiRequest:
         return self._protocol.transport
 
     @property
+    def protocol(self) -> "ApiConnection":
+        return self._protocol
+
+    @property
     def writer(self) -> "ApiRequest":
         return self  # JsonResponse only drains
 
@@ -148,6 +153,8 @@ def one_piece(resp) -> JsonResponse:
 
 class ApiConnection(RequestHandler):
     """aiohttp's RequestHandler, answering plain requests on a short path (module docstring)."""
+
+    peer_user = UNREAD  # the user of this connection's client certificate, once read
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
