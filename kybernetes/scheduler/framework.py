@@ -172,11 +172,12 @@ class PreFilterResult:
 
 def default_normalize(scores: list[int], reverse: bool = False) -> None:
     """Upstream helper.DefaultNormalizeScore: scale to [0, 100] by the max; reverse flips it."""
-    top = max(scores, default=0)
+    top = max(0, max(scores, default=0))  # upstream's maximum starts at 0
     if top == 0:
         if reverse:
             scores[:] = [MAX_NODE_SCORE] * len(scores)
         return
     for i, s in enumerate(scores):
-        s = MAX_NODE_SCORE * s // top
+        s = MAX_NODE_SCORE * s
+        s = s // top if s >= 0 else -(-s // top)  # Go's division truncates toward zero
         scores[i] = MAX_NODE_SCORE - s if reverse else s

@@ -847,3 +847,18 @@ def test_image_locality_calculate_priority_bounds(total, containers):
     assert calculate_priority(total + MB, containers) >= got
     top = containers * 1000 * MB
     assert got == 100 * (min(max(total, 23 * MB), top) - 23 * MB) // (top - 23 * MB)
+
+
+@pytest.mark.parametrize("scores,reverse,expected", [
+    ([10, 5, 0], False, [100, 50, 0]),
+    ([10, 5, 0], True, [0, 50, 100]),
+    ([0, 0], True, [100, 100]),
+    ([-4, -2], False, [-4, -2]),         # maximum starts at 0: all-negative scores stay as they are
+    ([3, -1], False, [100, -33]),        # int64 division truncates toward zero (-33.3 → -33)
+])
+def test_default_normalize_upstream_DefaultNormalizeScore(scores, reverse, expected):
+    """upstream helper.DefaultNormalizeScore: scale by the largest score (at least 0)."""
+    from kybernetes.scheduler.framework import default_normalize
+
+    default_normalize(scores, reverse)
+    assert scores == expected
