@@ -37,6 +37,8 @@ _KINDS = {
     "StatefulSet": ("apps/v1", "StatefulSet"),
     "ReplicationController": ("v1", "ReplicationController"),
 }
+# Owners whose selector spreads their pods by default (upstream DefaultSelector's kinds).
+_CONTROLLERS = {"ReplicaSet": "apps/v1", "StatefulSet": "apps/v1", "ReplicationController": "v1"}
 # Below the client's 100 connections (with room for events and status writes): a binding that
 # finds every connection busy waits for one under a timer of its own, which cost ~2% of the
 # scheduler's CPU when 128 were allowed.
@@ -146,8 +148,7 @@ class Scheduler:
             if sel and all(pi.labels.get(k) == v for k, v in sel.items()):
                 reqs.extend(label_selector_from_object({"matchLabels": sel}).requirements)
         for ref in pi.pod["metadata"].get("ownerReferences") or ():
-            if ref.get("controller") and ref.get("kind") in ("ReplicaSet", "StatefulSet",
-                                                              "ReplicationController"):
+            if ref.get("controller") and _CONTROLLERS.get(ref.get("kind")) == ref.get("apiVersion"):
                 owner = self.get(ref["kind"], f"{pi.namespace}/{ref['name']}")
                 if owner is not None:
                     sel = owner["spec"].get("selector")

@@ -579,6 +579,10 @@ def test_default_selector_upstream_DefaultSelector():
     lone = PodInfo({"metadata": {"name": "q", "namespace": "default", "labels": {"x": "y"}},
                     "spec": {"containers": [{"name": "c"}]}})
     assert Scheduler.default_selector(sched, lone) is None
+    # The owner counts by group/version and kind: an extensions/v1beta1 ReplicaSet does not.
+    old_api = _owned_pod({"app": "other-svc-less"})
+    old_api.pod["metadata"]["ownerReferences"][0]["apiVersion"] = "extensions/v1beta1"
+    assert Scheduler.default_selector(sched, old_api) is None
 
 
 def _spread_cluster(zones, pods):
