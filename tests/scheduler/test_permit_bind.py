@@ -8,39 +8,10 @@ import asyncio
 import time
 
 from kybernetes.scheduler.config import load
-from kybernetes.scheduler.framework import Plugin, Wait, error, unschedulable
+from kybernetes.scheduler.framework import Plugin, Wait, unschedulable
 from kybernetes.scheduler.scheduler import Scheduler
 
-
-class StubClient:
-    def __init__(self):
-        self.patches: list[tuple] = []
-
-    async def create(self, r, obj, namespace=None, **kw):
-        return obj
-
-    async def patch(self, r, name, body, namespace=None, **kw):
-        self.patches.append((name, body))
-        return {}
-
-    async def request(self, *a, **kw):
-        return {}
-
-
-class Binder(Plugin):
-    name = "DefaultBinder"
-
-    def __init__(self, fail: int = 0):
-        super().__init__()
-        self.fail = fail
-        self.bound: dict[str, str] = {}
-
-    async def bind(self, state, pi, node_name):
-        if self.fail:
-            self.fail -= 1
-            return error("boom")
-        self.bound[pi.key] = node_name
-        return None
+from schedtest import RecordingBinder as Binder, StubClient
 
 
 class Reserver(Plugin):
@@ -119,7 +90,7 @@ async def until(cond, timeout: float = 10.0) -> None:
 
 def condition(sched: Scheduler, name: str) -> dict:
     """The last PodScheduled condition the scheduler wrote for pod `name`."""
-    bodies = [b for n, b in sched.client.patches if n == name and "conditions" in b["status"]]
+    bodies = [b for _, n, b in sched.client.patches if n == name and "conditions" in b["status"]]
     return bodies[-1]["status"]["conditions"][0]
 
 
@@ -303,5 +274,5 @@ profiles:
     assert sched.queue.where["d/plain"] == "unschedulable"      # the default profile's Fit
     assert "d/foreign" not in sched.queue.pods
     assert [e for e in events if e[0] == "foreign"] == []
-    assert [n for n, _ in sched.client.patches if n == "foreign"] == []
+    assert [n for _, n, _ in sched.client.patches if n == "foreign"] == []
     assert ("named", "Scheduled", "Successfully assigned d/named to n0") in events

@@ -6,11 +6,9 @@ affinity and spread reasons too, not only for resources."""
 
 from __future__ import annotations
 
-from kybernetes.scheduler.framework import CycleState
-from kybernetes.scheduler.podinfo import PodInfo
 from kybernetes.scheduler.scheduler import Scheduler
 
-from test_scheduler_loop import StubClient
+from schedtest import StubClient, run_preemption
 
 HOST, ZONE = "kubernetes.io/hostname", "topology.kubernetes.io/zone"
 
@@ -36,16 +34,8 @@ def anti(app: str) -> dict:
 
 
 def preempt(sched: Scheduler, incoming: dict):
-    """PreFilter, Filter on every node, then DefaultPreemption's PostFilter, as the cycle runs
-    them: (candidate node, victim names) or (None, message)."""
-    pi = PodInfo(incoming, incoming["spec"]["priority"])
-    fw = sched.framework_for(pi)
-    nodes = sched.cache.node_list
-    state = CycleState()
-    assert fw.run_pre_filter(state, pi, nodes) is None
-    statuses = {ni.name: fw.run_filters(state, pi, ni) for ni in nodes}
-    assert all(st is not None for st in statuses.values()), statuses  # nothing fits as is
-    cand, st = fw.plugins["DefaultPreemption"].post_filter(state, pi, statuses)
+    """(candidate node, victim names) or (None, the failure's reasons)."""
+    cand, st = run_preemption(sched, incoming)
     if cand is None:
         return None, st.reasons
     return cand.node, sorted(v.name for v in cand.victims)

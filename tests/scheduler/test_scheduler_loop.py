@@ -6,31 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-from kybernetes.scheduler.framework import Plugin
 from kybernetes.scheduler.scheduler import Scheduler
 
-
-class StubClient:
-    async def create(self, r, obj, namespace=None, **kw):
-        return obj
-
-    async def patch(self, *a, **kw):
-        return {}
-
-    async def request(self, *a, **kw):
-        return {}
-
-
-class Binder(Plugin):
-    name = "DefaultBinder"
-
-    def __init__(self):
-        super().__init__()
-        self.bound: dict[str, str] = {}
-
-    async def bind(self, state, pi, node_name):
-        self.bound[pi.key] = node_name
-        return None
+from schedtest import RecordingBinder as Binder, StubClient
 
 
 def node(name: str, cpu: str) -> dict:

@@ -9,49 +9,27 @@ from __future__ import annotations
 import asyncio
 
 from kybernetes.api.errors import ApiError
-from kybernetes.scheduler.framework import CycleState, Plugin
 from kybernetes.scheduler.plugins.defaultpreemption import Candidate, pick_one
 from kybernetes.scheduler.plugins.volumebinding import ERR_BIND, NO_PROVISIONER
 from kybernetes.scheduler.podinfo import PodInfo
 from kybernetes.scheduler.scheduler import Scheduler
 
+import schedtest
+from schedtest import RecordingBinder as Binder, run_preemption
+
 NS = "d"
 
 
-class StubClient:
-    """Records patches; the first `fail_pv` PersistentVolume patches fail (PreBind errors)."""
+class StubClient(schedtest.StubClient):
+    """The first `fail_pv` PersistentVolume patches fail (PreBind errors)."""
 
-    def __init__(self):
-        self.patches: list[tuple[str, str, dict]] = []
-        self.fail_pv = 0
-
-    async def create(self, r, obj, namespace=None, **kw):
-        return obj
+    fail_pv = 0
 
     async def patch(self, r, name, body, namespace=None, **kw):
         if r.plural == "persistentvolumes" and self.fail_pv:
             self.fail_pv -= 1
             raise ApiError(500, "InternalError", "etcd is down")
-        self.patches.append((r.plural, name, body))
-        return {}
-
-    async def delete(self, *a, **kw):
-        return {}
-
-    async def request(self, *a, **kw):
-        return {}
-
-
-class Binder(Plugin):
-    name = "DefaultBinder"
-
-    def __init__(self):
-        super().__init__()
-        self.bound: dict[str, str] = {}
-
-    async def bind(self, state, pi, node_name):
-        self.bound[pi.key] = node_name
-        return None
+        return await super().patch(r, name, body, namespace, **kw)
 
 
 def node(name: str, cpu: str = "4", pods: str = "110", memory: str = "4Gi") -> dict:
@@ -250,16 +228,7 @@ def pdb(name: str, allowed: int, selector: dict | None, disrupted: tuple = ()) -
 
 
 def preempt(sched: Scheduler, incoming: dict) -> Candidate | None:
-    """PreFilter, Filter on every node (none fits), then DefaultPreemption's PostFilter."""
-    pi = PodInfo(incoming, incoming["spec"]["priority"])
-    fw = sched.framework_for(pi)
-    nodes = sched.cache.node_list
-    state = CycleState()
-    assert fw.run_pre_filter(state, pi, nodes) is None
-    statuses = {ni.name: fw.run_filters(state, pi, ni) for ni in nodes}
-    assert all(st is not None for st in statuses.values()), statuses
-    cand, _ = fw.plugins["DefaultPreemption"].post_filter(state, pi, statuses)
-    return cand
+    return run_preemption(sched, incoming)[0]
 
 
 def pdb_cluster(nodes: list[dict], pods: list[dict], pdbs: list[dict]) -> Scheduler:
