@@ -69,6 +69,19 @@ async def test_unschedulable_moves_only_on_events_its_rejectors_named():
     assert (await q.pop()).info.name == "a"
 
 
+async def test_volume_binding_rejects_move_on_storage_class_changes():
+    """upstream VolumeBinding EventsToRegister: StorageClass Add|Update (a class's binding mode
+    or allowed topologies may have changed), not pod deletions."""
+    from kybernetes.scheduler.plugins import REGISTRY
+
+    q = SchedulingQueue(PrioritySort().sort_key, events_of=lambda n: REGISTRY[n].events,
+                        initial_backoff=0.0)
+    q.add(pod("a"))
+    q.requeue(await q.pop(), {"VolumeBinding"})
+    assert q.on_event("Pod/Delete") == 0
+    assert q.on_event("StorageClass/Update") == 1
+
+
 async def test_event_while_in_flight_sends_pod_to_backoff_not_unschedulable():
     """A cluster event during the attempt may have made the pod fit: retry after backoff."""
     q = make_queue(initial_backoff=0.0)

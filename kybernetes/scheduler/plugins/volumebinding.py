@@ -86,7 +86,8 @@ _TABLES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 class VolumeBinding(Plugin):
     name = "VolumeBinding"
     events = ("Node/Add", "Node/Update", "PersistentVolume/Add", "PersistentVolume/Update",
-              "PersistentVolumeClaim/Add", "PersistentVolumeClaim/Update", "StorageClass/Add")
+              "PersistentVolumeClaim/Add", "PersistentVolumeClaim/Update", "StorageClass/Add",
+              "StorageClass/Update")
 
     def __init__(self, handle=None, args: dict | None = None):
         super().__init__(handle, args)
