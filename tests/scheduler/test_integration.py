@@ -204,3 +204,37 @@ async def test_preemption(env, apiserver, components):
         return (p.get("status") or {}).get("nominatedNodeName") or p["spec"].get("nodeName")
     assert await poll(nominated) == target
     assert await poll(lambda: bound_node(client, ns, "vip")) == target
+
+
+async def test_leader_election_one_scheduler_schedules_then_hands_over(env, apiserver, components):
+    """kube-scheduler's --leader-elect (on by default): of two schedulers only the holder of
+    the kube-system "kube-scheduler" Lease schedules; stopped, it gives the Lease up
+    (ReleaseOnCancel) and the other takes over without waiting for it to expire."""
+    client, ns, add_node, _ = env
+    leases = resource("coordination.k8s.io/v1", "Lease")
+    await add_node("n", cpu="4")
+
+    async def holder():
+        try:
+            lease = await client.get(leases, "kube-scheduler", "kube-system")
+        except Exception:
+            return None
+        return lease["spec"].get("holderIdentity") or None
+
+    first = components("scheduler", "--kubeconfig", str(apiserver.kubeconfig))
+    assert (await poll(holder)).endswith(f"_{first.pid}")
+    second = components("scheduler", "--kubeconfig", str(apiserver.kubeconfig))
+    await client.create(PODS, pod("a"), ns)
+    assert await poll(lambda: bound_node(client, ns, "a"))
+    await asyncio.sleep(3)      # longer than the retry period: the second has tried by now
+    assert (await holder()).endswith(f"_{first.pid}")
+
+    first.terminate()
+    await asyncio.to_thread(first.wait, 20)
+
+    async def second_leads():
+        h = await holder()
+        return h if h and h.endswith(f"_{second.pid}") else None
+    await poll(second_leads, timeout=10)    # well inside the 15 s lease it would otherwise wait out
+    await client.create(PODS, pod("b"), ns)
+    assert await poll(lambda: bound_node(client, ns, "b"))
