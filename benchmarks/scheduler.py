@@ -235,6 +235,12 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_busy_seconds() -> float:
+    """CPU time every core of the machine spent busy so far (all processes, the kernel too)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+
+
 def _peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -366,7 +372,9 @@ async def end_to_end(n_nodes: int, n_pods: int, kind: str, workdir: Path, in_fli
                         spies.append(spy)
         cpu0 = {n: _cpu_seconds(p.pid) for n, p in (("apiserver", api), ("scheduler", sched))}
         own0 = time.process_time()
+        busy0, wall0 = _machine_busy_seconds(), time.monotonic()
         res = await _pods_phase(client, kind, n_pods, in_flight, start_profiles)
+        res["machine_cores_busy"] = (_machine_busy_seconds() - busy0) / (time.monotonic() - wall0)
         for s in spies:     # only the pods phase: stopped, py-spy writes what it recorded
             s.send_signal(signal.SIGINT)
         res["cpu_ms_per_pod"] = {n: 1000 * (_cpu_seconds(p.pid) - cpu0[n]) / n_pods
@@ -415,6 +423,8 @@ def _report_end_to_end(kind: str, r: dict) -> None:
           f"{cpu['scheduler']:.2f} ms (one core each would allow "
           f"{1000 / max(cpu['apiserver'], 1e-9):.0f} and {1000 / max(cpu['scheduler'], 1e-9):.0f} "
           f"pods/s); this load generator {cpu['load generator']:.2f} ms", flush=True)
+    print(f"  machine: {r['machine_cores_busy']:.2f} of {os.cpu_count()} cores busy meanwhile "
+          f"(every process and the kernel)", flush=True)
     rss = r["peak_rss_mib"]
     print(f"  peak RSS: apiserver {rss['apiserver']:.0f} MiB, scheduler {rss['scheduler']:.0f} MiB",
           flush=True)
