@@ -157,18 +157,13 @@ class PodInfo:
         self.terminating = bool(meta.get("deletionTimestamp"))
         self.start_time = (pod.get("status") or {}).get("startTime") or meta.get("creationTimestamp") or ""
         ports = []
-        for c in spec.get("containers") or ():
+        # Upstream GetHostPorts: sidecars (restartable init containers) hold host ports too.
+        sidecars = [c for c in spec.get("initContainers") or () if c.get("restartPolicy") == "Always"]
+        for c in (*(spec.get("containers") or ()), *sidecars):
             for p in c.get("ports") or ():
                 if p.get("hostPort"):
                     ports.append((p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP",
                                   p["hostPort"]))
-        for c in spec.get("initContainers") or ():
-            # Upstream GetHostPorts: sidecars (restartable init containers) hold host ports too.
-            if c.get("restartPolicy") == "Always":
-                for p in c.get("ports") or ():
-                    if p.get("hostPort"):
-                        ports.append((p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP",
-                                      p["hostPort"]))
         self.ports = ports
         aff = spec.get("affinity")
         pa = aff.get("podAffinity") if aff else None
