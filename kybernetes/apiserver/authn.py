@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import ssl
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,10 +61,6 @@ class Authenticator:
         self.tokens = tokens
         # token -> User for ServiceAccount JWTs (None when invalid)
         self.service_account = service_account
-        # A connection's client certificate is fixed once its handshake is done (the server
-        # refuses renegotiation), so its user is read once per connection, not per request.
-        self._by_connection: weakref.WeakKeyDictionary[ssl.SSLObject, User | None] = \
-            weakref.WeakKeyDictionary()
 
     def authenticate(self, request: web.Request) -> User | None:
         auth = request.headers.get("Authorization", "")
@@ -77,23 +72,20 @@ class Authenticator:
             if self.service_account and token.count(".") == 2:
                 return self.service_account(token)
             return None
-        # The API server's own connections keep it (no weak reference made per request).
+        # A connection's client certificate is fixed once its handshake is done (the server
+        # refuses renegotiation): the API server's connections (ApiConnection) keep its user.
         proto = request.protocol
         user = getattr(proto, "peer_user", UNREAD)
         if user is not UNREAD:
             return user
         sslobj = request.transport.get_extra_info("ssl_object") if request.transport else None
-        if isinstance(sslobj, ssl.SSLObject):
-            try:
-                user = self._by_connection[sslobj]
-            except KeyError:
-                cert = sslobj.getpeercert()
-                user = _user_from_cert(cert) if cert else None
-                self._by_connection[sslobj] = user
-            if hasattr(proto, "peer_user"):
-                proto.peer_user = user
-            return user
-        return None
+        if not isinstance(sslobj, ssl.SSLObject):
+            return None
+        cert = sslobj.getpeercert()
+        user = _user_from_cert(cert) if cert else None
+        if hasattr(proto, "peer_user"):
+            proto.peer_user = user
+        return user
 
 
 def _user_from_cert(cert: dict) -> User:
